@@ -1,0 +1,276 @@
+// The chat page: one WebSocket to the chat endpoint that reconnects by itself with exponential
+// backoff, forms to send messages, custom events and raw frames, a log of every frame (as text),
+// and figures polled from /stats.
+import { $, FrameLog, describeClose, fetchJson, formatBytes, formatDuration, loadServers, wsUrl } from './common.js'
+
+const BACKOFF_FIRST_MS = 1000
+const BACKOFF_MAX_MS = 30000
+const STATS_EVERY_MS = 2000
+
+const view = {
+  state: $('#state'),
+  detail: $('#state-detail'),
+  url: $('#url'),
+  clientId: $('#client-id'),
+  ping: $('#ping'),
+  reconnectNow: $('#reconnect-now'),
+  messageForm: $('#message-form'),
+  message: $('#message'),
+  send: $('#send'),
+  eventForm: $('#event-form'),
+  eventJson: $('#event-json'),
+  eventError: $('#event-error'),
+  sendEvent: $('#send-event'),
+  rawForm: $('#raw-form'),
+  rawText: $('#raw-text'),
+  sendRaw: $('#send-raw'),
+  statsState: $('#stats-state'),
+  statsLimits: $('#stats-limits'),
+  log: $('#log'),
+  showRaw: $('#show-raw'),
+  clearLog: $('#clear-log'),
+}
+const log = new FrameLog(view.log)
+
+let servers
+let socket = null
+let clientId = null
+let attempt = 0 // failed or dropped connections since the last welcome
+let retryTimer = 0
+let countdownTimer = 0
+let retryAt = 0
+let pingSentAt = 0
+
+function setState(state, detail = '') {
+  view.state.dataset.state = state
+  view.state.textContent = state
+  view.detail.textContent = detail
+  document.body.dataset.state = state
+  const open = state === 'open'
+  for (const button of [view.send, view.sendEvent, view.sendRaw, view.ping]) button.disabled = !open
+  view.reconnectNow.hidden = state !== 'waiting'
+}
+
+function connect() {
+  clearTimeout(retryTimer)
+  clearInterval(countdownTimer)
+  const url = wsUrl(servers.chat.path)
+  view.url.textContent = url
+  setState('connecting', attempt > 0 ? `attempt ${attempt + 1}` : '')
+  let ws
+  try {
+    ws = new WebSocket(url)
+  } catch (err) {
+    log.add({ dir: 'info', type: 'error', summary: `cannot open ${url}: ${err.message}`, tone: 'bad' })
+    scheduleReconnect()
+    return
+  }
+  socket = ws
+  let opened = false
+  ws.addEventListener('open', () => {
+    if (socket !== ws) return
+    opened = true
+    setState('open', '')
+    log.add({ dir: 'info', type: 'open', summary: `connected to ${url}` })
+  })
+  ws.addEventListener('message', (event) => {
+    if (socket === ws) receive(event.data)
+  })
+  ws.addEventListener('close', (event) => {
+    if (socket !== ws) return
+    socket = null
+    clientId = null
+    view.clientId.textContent = '–'
+    const why = describeClose(event.code, event.reason)
+    log.add({ dir: 'info', type: 'close', summary: opened ? why : `could not connect (${why})`, tone: 'bad' })
+    scheduleReconnect()
+  })
+  // 'error' is always followed by 'close', which does the work.
+}
+
+/** 1 s, 2 s, 4 s … up to 30 s, each ±20 % so clients dropped together do not return together. */
+function backoffDelay(failures) {
+  const base = Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** failures)
+  return Math.min(BACKOFF_MAX_MS, Math.round(base * (0.8 + Math.random() * 0.4)))
+}
+
+function scheduleReconnect() {
+  const delay = backoffDelay(attempt)
+  attempt += 1
+  retryAt = Date.now() + delay
+  const tick = () => setState('waiting', `reconnecting in ${Math.max(0, Math.ceil((retryAt - Date.now()) / 1000))} s`)
+  tick()
+  countdownTimer = setInterval(tick, 1000)
+  retryTimer = setTimeout(connect, delay)
+}
+
+function send(frame) {
+  if (!socket || socket.readyState !== WebSocket.OPEN) return false
+  const text = typeof frame === 'string' ? frame : JSON.stringify(frame)
+  socket.send(text)
+  log.add({ dir: 'out', type: typeof frame === 'string' ? 'raw' : frame.type, summary: summarizeOut(frame), raw: text })
+  return true
+}
+
+function summarizeOut(frame) {
+  if (typeof frame === 'string') return frame.length > 120 ? frame.slice(0, 120) + '…' : frame
+  if (frame.type === 'message') return payloadText(frame.payload)
+  if (frame.type === 'custom_event') return JSON.stringify(frame.payload)
+  return ''
+}
+
+function payloadText(payload) {
+  return typeof payload === 'string' ? payload : JSON.stringify(payload)
+}
+
+function receive(data) {
+  if (typeof data !== 'string') {
+    log.add({ dir: 'in', type: 'binary', summary: `${data.byteLength ?? data.size} bytes (the chat server sends only text)`, tone: 'bad' })
+    return
+  }
+  let frame
+  try {
+    frame = JSON.parse(data)
+  } catch {
+    log.add({ dir: 'in', type: 'text', summary: 'not JSON', raw: data, tone: 'bad' })
+    return
+  }
+  const type = typeof frame?.type === 'string' ? frame.type : '?'
+  let summary = ''
+  let tone
+  switch (type) {
+    case 'welcome':
+      clientId = frame.payload?.client_id ?? null
+      view.clientId.textContent = clientId === null ? '–' : String(clientId)
+      attempt = 0 // a welcome means the server is really there: start the backoff again from 1 s
+      summary = `you are client ${clientId}${frame.payload?.message ? ' — ' + frame.payload.message : ''}`
+      break
+    case 'message':
+      summary = `${frame.from === clientId ? 'you' : 'client ' + frame.from}: ${payloadText(frame.payload)}`
+      tone = frame.from === clientId ? 'mine' : undefined
+      break
+    case 'custom_event':
+      summary = `reply: ${JSON.stringify(frame.payload)}`
+      break
+    case 'pong':
+      summary = pingSentAt ? `round trip ${Date.now() - pingSentAt} ms` : ''
+      pingSentAt = 0
+      break
+    case 'error':
+      summary = `${frame.payload?.code}: ${frame.payload?.message}`
+      tone = 'bad'
+      break
+  }
+  log.add({ dir: 'in', type, summary, raw: data, tone })
+}
+
+view.messageForm.addEventListener('submit', (event) => {
+  event.preventDefault()
+  const text = view.message.value
+  if (text.trim() === '') return
+  if (send({ type: 'message', payload: text })) view.message.value = ''
+  view.message.focus()
+})
+
+view.eventForm.addEventListener('submit', (event) => {
+  event.preventDefault()
+  let payload
+  try {
+    payload = JSON.parse(view.eventJson.value)
+  } catch (err) {
+    return showEventError(`That is not valid JSON: ${err.message}`)
+  }
+  if (payload === null || typeof payload !== 'object' || Array.isArray(payload)) {
+    return showEventError('The payload must be a JSON object, like {"action": "hello"}.')
+  }
+  showEventError('')
+  send({ type: 'custom_event', payload })
+})
+
+view.eventJson.addEventListener('keydown', (event) => {
+  if (event.key === 'Enter' && (event.ctrlKey || event.metaKey)) {
+    event.preventDefault()
+    view.eventForm.requestSubmit()
+  }
+})
+
+function showEventError(message) {
+  view.eventError.textContent = message
+  view.eventJson.setAttribute('aria-invalid', message ? 'true' : 'false')
+}
+
+view.rawForm.addEventListener('submit', (event) => {
+  event.preventDefault()
+  send(view.rawText.value)
+})
+
+view.ping.addEventListener('click', () => {
+  if (send({ type: 'ping' })) pingSentAt = Date.now()
+})
+
+view.reconnectNow.addEventListener('click', () => {
+  if (!socket) connect()
+})
+
+// Back online (laptop woke up, Wi-Fi returned): do not wait out the backoff.
+window.addEventListener('online', () => {
+  if (!socket) connect()
+})
+
+view.showRaw.addEventListener('change', () => view.log.classList.toggle('show-raw', view.showRaw.checked))
+view.clearLog.addEventListener('click', () => log.clear())
+
+// --- /stats, polled while the page is visible ---
+
+let statsTimer = 0
+
+async function pollStats() {
+  clearTimeout(statsTimer)
+  try {
+    showStats(await fetchJson(servers.stats.path))
+    view.statsState.textContent = `updated every ${STATS_EVERY_MS / 1000} s`
+  } catch (err) {
+    view.statsState.textContent = `figures unavailable (${err.message})`
+  }
+  if (!document.hidden) statsTimer = setTimeout(pollStats, STATS_EVERY_MS)
+}
+
+function setFigure(id, text) {
+  $(`#${id}`).textContent = text
+}
+
+function showStats(stats) {
+  const chat = stats.endpoints?.[servers.chat.name]
+  setFigure('stats-chat-clients', chat ? String(chat.connections?.current) : '–')
+  setFigure('stats-chat-messages', chat ? `${chat.messages?.received} / ${chat.messages?.sent}` : '–')
+  setFigure('stats-chat-bytes', chat ? `${formatBytes(chat.bytes?.received)} / ${formatBytes(chat.bytes?.sent)}` : '–')
+  const c = stats.connections ?? {}
+  setFigure('stats-connections', `${c.current} / ${c.peak} / ${c.total}`)
+  setFigure('stats-uptime', formatDuration(stats.uptime_s))
+  setFigure('stats-memory', formatBytes(stats.memory?.rss))
+  showLimits(stats.limits)
+}
+
+/** Limit counters (`{"rate_limited": 3, ...}`), shown only when the server reports some. */
+function showLimits(limits) {
+  const entries = limits && typeof limits === 'object' ? Object.entries(limits).filter(([, n]) => typeof n === 'number') : []
+  view.statsLimits.hidden = entries.length === 0
+  const nodes = []
+  for (const [name, count] of entries) {
+    const dt = document.createElement('dt')
+    dt.textContent = `limit hits: ${name.replaceAll('_', ' ')}`
+    const dd = document.createElement('dd')
+    dd.textContent = String(count)
+    nodes.push(dt, dd)
+  }
+  view.statsLimits.replaceChildren(...nodes)
+}
+
+document.addEventListener('visibilitychange', () => {
+  if (document.hidden) clearTimeout(statsTimer)
+  else pollStats()
+})
+
+servers = await loadServers()
+connect()
+pollStats()

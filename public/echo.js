@@ -1,0 +1,179 @@
+// The echo tester: connect to an echo server of this process (ports from `api/servers`, host from
+// the page's own address), send text or binary, and see each envelope, welcome and echoed byte.
+import { $, FrameLog, describeClose, loadServers, parseHex, sameBytes, toHex, wsUrl } from './common.js'
+
+const view = {
+  connectForm: $('#connect-form'),
+  target: $('#target'),
+  url: $('#url'),
+  connect: $('#connect'),
+  disconnect: $('#disconnect'),
+  state: $('#state'),
+  detail: $('#state-detail'),
+  textForm: $('#text-form'),
+  text: $('#text'),
+  sendText: $('#send-text'),
+  binaryForm: $('#binary-form'),
+  hex: $('#hex'),
+  hexError: $('#hex-error'),
+  sendBinary: $('#send-binary'),
+  log: $('#log'),
+  showRaw: $('#show-raw'),
+  clearLog: $('#clear-log'),
+}
+const log = new FrameLog(view.log)
+
+let socket = null
+// What was sent and not yet echoed, oldest first, to tell whether each echo matches.
+let pending = []
+
+function setState(state, detail = '') {
+  view.state.dataset.state = state
+  view.state.textContent = state
+  view.detail.textContent = detail
+  document.body.dataset.state = state
+  const open = state === 'open'
+  view.sendText.disabled = !open
+  view.sendBinary.disabled = !open
+  view.disconnect.disabled = state === 'closed'
+  view.connect.disabled = state === 'connecting'
+}
+
+function fillTargets(echoServers) {
+  const options = []
+  for (const server of echoServers) {
+    const welcome = server.welcome ? ', welcome on connect' : ''
+    options.push(new Option(`${server.name} (port ${server.port}) — JSON envelope${welcome}`, wsUrl(server.path ?? '/', server.port)))
+    options.push(new Option(`${server.name} (port ${server.port}) ${server.raw_path ?? '/raw'} — plain echo`, wsUrl(server.raw_path ?? '/raw', server.port)))
+  }
+  if (options.length === 0) {
+    options.push(new Option('No echo server runs in this process: type a URL below', wsUrl('/', 8765)))
+  }
+  view.target.replaceChildren(...options)
+  view.url.value = view.target.value
+}
+
+view.target.addEventListener('change', () => {
+  view.url.value = view.target.value
+})
+
+view.connectForm.addEventListener('submit', (event) => {
+  event.preventDefault()
+  connect(view.url.value.trim())
+})
+
+view.disconnect.addEventListener('click', () => {
+  socket?.close(1000, 'closed from the echo tester')
+})
+
+function connect(url) {
+  if (socket) socket.close(1000, 'switching server')
+  pending = []
+  let ws
+  try {
+    ws = new WebSocket(url)
+  } catch (err) {
+    setState('closed', `cannot open ${url}: ${err.message}`)
+    return
+  }
+  ws.binaryType = 'arraybuffer'
+  socket = ws
+  setState('connecting', url)
+  ws.addEventListener('open', () => {
+    if (socket !== ws) return
+    setState('open', url)
+    log.add({ dir: 'info', type: 'open', summary: `connected to ${url}` })
+  })
+  ws.addEventListener('message', (event) => {
+    if (socket === ws) receive(event.data)
+  })
+  ws.addEventListener('close', (event) => {
+    if (socket !== ws) return
+    socket = null
+    setState('closed', describeClose(event.code, event.reason))
+    log.add({ dir: 'info', type: 'close', summary: describeClose(event.code, event.reason), tone: event.code === 1000 ? undefined : 'bad' })
+  })
+}
+
+function receive(data) {
+  if (data instanceof ArrayBuffer) {
+    const bytes = new Uint8Array(data)
+    const sent = takePending('binary')
+    const match = sent === undefined ? '' : sameBytes(sent, bytes) ? ' — same bytes as sent' : ' — DIFFERS from what was sent'
+    log.add({ dir: 'in', type: 'binary', summary: `${bytes.length} bytes${match}`, raw: toHex(bytes), tone: match.includes('DIFFERS') ? 'bad' : undefined })
+    return
+  }
+  let frame
+  try {
+    frame = JSON.parse(data)
+  } catch {
+    frame = undefined
+  }
+  if (frame?.type === 'welcome') {
+    log.add({ dir: 'in', type: 'welcome', summary: `client_id ${frame.client_id} — ${frame.message ?? ''}`, raw: JSON.stringify(frame, null, 2) })
+    return
+  }
+  if (frame?.type === 'echo' && typeof frame.original_message === 'string') {
+    const sent = takePending('text')
+    const match = sent === undefined ? '' : sent === frame.original_message ? ', same text as sent' : ', text DIFFERS from what was sent'
+    log.add({
+      dir: 'in',
+      type: 'echo',
+      summary: `message ${frame.message_id} from ${frame.client}${match}`,
+      raw: JSON.stringify(frame, null, 2),
+      tone: match.includes('DIFFERS') ? 'bad' : undefined,
+    })
+    return
+  }
+  // /raw: the text itself comes back
+  const sent = takePending('text')
+  const match = sent === undefined ? '' : sent === data ? ' — same text as sent' : ' — DIFFERS from what was sent'
+  log.add({ dir: 'in', type: 'text', summary: `${data.length} characters${match}`, raw: data, tone: match.includes('DIFFERS') ? 'bad' : undefined })
+}
+
+function takePending(kind) {
+  const index = pending.findIndex((item) => item.kind === kind)
+  if (index === -1) return undefined
+  return pending.splice(index, 1)[0].data
+}
+
+view.textForm.addEventListener('submit', (event) => {
+  event.preventDefault()
+  if (!socket || socket.readyState !== WebSocket.OPEN) return
+  const text = view.text.value
+  socket.send(text)
+  pending.push({ kind: 'text', data: text })
+  log.add({ dir: 'out', type: 'text', summary: `${text.length} characters`, raw: text })
+})
+
+view.text.addEventListener('keydown', (event) => {
+  if (event.key === 'Enter' && (event.ctrlKey || event.metaKey)) {
+    event.preventDefault()
+    view.textForm.requestSubmit()
+  }
+})
+
+view.binaryForm.addEventListener('submit', (event) => {
+  event.preventDefault()
+  if (!socket || socket.readyState !== WebSocket.OPEN) return
+  let bytes
+  try {
+    bytes = parseHex(view.hex.value)
+  } catch (err) {
+    view.hexError.textContent = err.message
+    view.hex.setAttribute('aria-invalid', 'true')
+    return
+  }
+  view.hexError.textContent = ''
+  view.hex.setAttribute('aria-invalid', 'false')
+  socket.send(bytes)
+  pending.push({ kind: 'binary', data: bytes })
+  log.add({ dir: 'out', type: 'binary', summary: `${bytes.length} bytes`, raw: toHex(bytes) })
+})
+
+view.showRaw.addEventListener('change', () => view.log.classList.toggle('show-raw', view.showRaw.checked))
+view.clearLog.addEventListener('click', () => log.clear())
+
+setState('closed')
+const servers = await loadServers()
+fillTargets(servers.echo)
