@@ -28,7 +28,7 @@ const view = {
   statsLimits: $('#stats-limits'),
   log: $('#log'),
   showRaw: $('#show-raw'),
-  clearLog: $('#clear-log'),
+  clearLog: $('#clear-log')
 }
 const log = new FrameLog(view.log)
 
@@ -41,7 +41,7 @@ let countdownTimer = 0
 let retryAt = 0
 let pingSentAt = 0
 
-function setState(state, detail = '') {
+function setState (state, detail = '') {
   view.state.dataset.state = state
   view.state.textContent = state
   view.detail.textContent = detail
@@ -51,7 +51,7 @@ function setState(state, detail = '') {
   view.reconnectNow.hidden = state !== 'waiting'
 }
 
-function connect() {
+function connect () {
   clearTimeout(retryTimer)
   clearInterval(countdownTimer)
   const url = wsUrl(servers.chat.path)
@@ -89,12 +89,12 @@ function connect() {
 }
 
 /** 1 s, 2 s, 4 s … up to 30 s, each ±20 % so clients dropped together do not return together. */
-function backoffDelay(failures) {
+function backoffDelay (failures) {
   const base = Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** failures)
   return Math.min(BACKOFF_MAX_MS, Math.round(base * (0.8 + Math.random() * 0.4)))
 }
 
-function scheduleReconnect() {
+function scheduleReconnect () {
   const delay = backoffDelay(attempt)
   attempt += 1
   retryAt = Date.now() + delay
@@ -104,7 +104,7 @@ function scheduleReconnect() {
   retryTimer = setTimeout(connect, delay)
 }
 
-function send(frame) {
+function send (frame) {
   if (!socket || socket.readyState !== WebSocket.OPEN) return false
   const text = typeof frame === 'string' ? frame : JSON.stringify(frame)
   socket.send(text)
@@ -112,18 +112,18 @@ function send(frame) {
   return true
 }
 
-function summarizeOut(frame) {
+function summarizeOut (frame) {
   if (typeof frame === 'string') return frame.length > 120 ? frame.slice(0, 120) + '…' : frame
   if (frame.type === 'message') return payloadText(frame.payload)
   if (frame.type === 'custom_event') return JSON.stringify(frame.payload)
   return ''
 }
 
-function payloadText(payload) {
+function payloadText (payload) {
   return typeof payload === 'string' ? payload : JSON.stringify(payload)
 }
 
-function receive(data) {
+function receive (data) {
   if (typeof data !== 'string') {
     log.add({ dir: 'in', type: 'binary', summary: `${data.byteLength ?? data.size} bytes (the chat server sends only text)`, tone: 'bad' })
     return
@@ -194,7 +194,7 @@ view.eventJson.addEventListener('keydown', (event) => {
   }
 })
 
-function showEventError(message) {
+function showEventError (message) {
   view.eventError.textContent = message
   view.eventJson.setAttribute('aria-invalid', message ? 'true' : 'false')
 }
@@ -224,7 +224,7 @@ view.clearLog.addEventListener('click', () => log.clear())
 
 let statsTimer = 0
 
-async function pollStats() {
+async function pollStats () {
   clearTimeout(statsTimer)
   try {
     showStats(await fetchJson(servers.stats.path))
@@ -235,11 +235,11 @@ async function pollStats() {
   if (!document.hidden) statsTimer = setTimeout(pollStats, STATS_EVERY_MS)
 }
 
-function setFigure(id, text) {
+function setFigure (id, text) {
   $(`#${id}`).textContent = text
 }
 
-function showStats(stats) {
+function showStats (stats) {
   const chat = stats.endpoints?.[servers.chat.name]
   setFigure('stats-chat-clients', chat ? String(chat.connections?.current) : '–')
   setFigure('stats-chat-messages', chat ? `${chat.messages?.received} / ${chat.messages?.sent}` : '–')
@@ -251,9 +251,10 @@ function showStats(stats) {
   showLimits(stats.limits)
 }
 
-/** Limit counters (`{"rate_limited": 3, ...}`), shown only when the server reports some. */
-function showLimits(limits) {
-  const entries = limits && typeof limits === 'object' ? Object.entries(limits).filter(([, n]) => typeof n === 'number') : []
+/** Limit counters (`limits.hits`, e.g. `{"rate_limited": 3}`), shown only once a limit was hit. */
+function showLimits (limits) {
+  const hits = limits?.hits
+  const entries = hits && typeof hits === 'object' ? Object.entries(hits).filter(([, n]) => typeof n === 'number') : []
   view.statsLimits.hidden = entries.length === 0
   const nodes = []
   for (const [name, count] of entries) {

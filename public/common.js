@@ -10,11 +10,11 @@ export const DEFAULT_SERVERS = Object.freeze({
   stats: { path: '/stats' },
   echo: [
     { name: 'echo', port: 8765, path: '/', raw_path: '/raw', welcome: false },
-    { name: 'echo-debug', port: 8766, path: '/', raw_path: '/raw', welcome: true },
-  ],
+    { name: 'echo-debug', port: 8766, path: '/', raw_path: '/raw', welcome: true }
+  ]
 })
 
-export function $(selector) {
+export function $ (selector) {
   const found = document.querySelector(selector)
   if (!found) throw new Error(`page is missing ${selector}`)
   return found
@@ -24,7 +24,7 @@ export function $(selector) {
  * A ws:// (or wss:// under https) URL on the host the page was loaded from, so the page works
  * through a LAN address as well as localhost. Without a port: the page's own origin.
  */
-export function wsUrl(path, port) {
+export function wsUrl (path, port) {
   const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:'
   // location.hostname keeps the brackets of an IPv6 address
   const host = port === undefined ? location.host : `${location.hostname}:${port}`
@@ -33,7 +33,7 @@ export function wsUrl(path, port) {
   return url.href
 }
 
-export async function fetchJson(path) {
+export async function fetchJson (path) {
   const headers = token ? { authorization: `Bearer ${token}` } : {}
   const res = await fetch(path, { headers, cache: 'no-store' })
   if (!res.ok) throw new Error(`${path} answered HTTP ${res.status}`)
@@ -41,13 +41,13 @@ export async function fetchJson(path) {
 }
 
 /** What the ui plugin says about this process's servers (`GET api/servers`), or the defaults. */
-export async function loadServers() {
+export async function loadServers () {
   try {
     const servers = await fetchJson('api/servers')
     return {
       chat: { ...DEFAULT_SERVERS.chat, ...servers.chat },
       stats: { ...DEFAULT_SERVERS.stats, ...servers.stats },
-      echo: Array.isArray(servers.echo) ? servers.echo : DEFAULT_SERVERS.echo,
+      echo: Array.isArray(servers.echo) ? servers.echo : DEFAULT_SERVERS.echo
     }
   } catch {
     return DEFAULT_SERVERS
@@ -55,7 +55,7 @@ export async function loadServers() {
 }
 
 /** Creates an element; `text` goes in as textContent. */
-export function el(tag, className, text) {
+export function el (tag, className, text) {
   const node = document.createElement(tag)
   if (className) node.className = className
   if (text !== undefined) node.textContent = text
@@ -74,27 +74,27 @@ const CLOSE_CODES = {
   1009: 'message too big',
   1011: 'server error',
   1012: 'service restart',
-  1013: 'try again later',
+  1013: 'try again later'
 }
 
-export function describeClose(code, reason) {
+export function describeClose (code, reason) {
   const meaning = CLOSE_CODES[code] ?? 'closed'
   return reason ? `${code} ${meaning}: ${reason}` : `${code} ${meaning}`
 }
 
 /** Time of day with milliseconds, for log lines. */
-export function clock(date = new Date()) {
+export function clock (date = new Date()) {
   return date.toTimeString().slice(0, 8) + '.' + String(date.getMilliseconds()).padStart(3, '0')
 }
 
-export function formatBytes(n) {
+export function formatBytes (n) {
   if (typeof n !== 'number') return '–'
   if (n < 1024) return `${n} B`
   if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`
   return `${(n / 1024 / 1024).toFixed(1)} MiB`
 }
 
-export function formatDuration(seconds) {
+export function formatDuration (seconds) {
   if (typeof seconds !== 'number') return '–'
   const s = Math.floor(seconds)
   const h = Math.floor(s / 3600)
@@ -105,7 +105,7 @@ export function formatDuration(seconds) {
   return `${rest} s`
 }
 
-export function toHex(bytes) {
+export function toHex (bytes) {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join(' ')
 }
 
@@ -113,7 +113,7 @@ export function toHex(bytes) {
  * Parses hex like `de ad be ef`, `DEADBEEF`, `0xde,0xad` or `de:ad`.
  * Returns a Uint8Array, or throws an Error whose message says what is wrong.
  */
-export function parseHex(text) {
+export function parseHex (text) {
   const digits = text.replace(/0x/gi, '').replace(/[\s,:;-]/g, '')
   if (!/^[0-9a-f]*$/i.test(digits)) throw new Error('Only hex digits (0-9, a-f), spaces, commas and colons are allowed.')
   if (digits.length % 2 !== 0) throw new Error(`Hex needs an even number of digits; this has ${digits.length}.`)
@@ -122,7 +122,7 @@ export function parseHex(text) {
   return bytes
 }
 
-export function sameBytes(a, b) {
+export function sameBytes (a, b) {
   if (a.length !== b.length) return false
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
   return true
@@ -133,12 +133,12 @@ export function sameBytes(a, b) {
  * summary and optionally the raw frame. All as text.
  */
 export class FrameLog {
-  constructor(list, max = 500) {
+  constructor (list, max = 500) {
     this.list = list
     this.max = max
   }
 
-  add({ dir, type, summary, raw, tone }) {
+  add ({ dir, type, summary, raw, tone }) {
     const atBottom = this.list.scrollTop + this.list.clientHeight >= this.list.scrollHeight - 8
     const item = el('li', `entry ${dir}${tone ? ' ' + tone : ''}`)
     item.dataset.type = type
@@ -147,7 +147,7 @@ export class FrameLog {
       el('time', 'entry-time', clock()),
       el('span', 'entry-dir', dir === 'in' ? '↓ in' : dir === 'out' ? '↑ out' : '•'),
       el('span', 'entry-type', type),
-      el('span', 'entry-summary', summary),
+      el('span', 'entry-summary', summary)
     )
     item.append(head)
     if (raw !== undefined) item.append(el('pre', 'entry-raw', raw))
@@ -157,7 +157,7 @@ export class FrameLog {
     return item
   }
 
-  clear() {
+  clear () {
     this.list.replaceChildren()
   }
 }

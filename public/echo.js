@@ -19,7 +19,7 @@ const view = {
   sendBinary: $('#send-binary'),
   log: $('#log'),
   showRaw: $('#show-raw'),
-  clearLog: $('#clear-log'),
+  clearLog: $('#clear-log')
 }
 const log = new FrameLog(view.log)
 
@@ -27,7 +27,7 @@ let socket = null
 // What was sent and not yet echoed, oldest first, to tell whether each echo matches.
 let pending = []
 
-function setState(state, detail = '') {
+function setState (state, detail = '') {
   view.state.dataset.state = state
   view.state.textContent = state
   view.detail.textContent = detail
@@ -39,7 +39,7 @@ function setState(state, detail = '') {
   view.connect.disabled = state === 'connecting'
 }
 
-function fillTargets(echoServers) {
+function fillTargets (echoServers) {
   const options = []
   for (const server of echoServers) {
     const welcome = server.welcome ? ', welcome on connect' : ''
@@ -66,7 +66,7 @@ view.disconnect.addEventListener('click', () => {
   socket?.close(1000, 'closed from the echo tester')
 })
 
-function connect(url) {
+function connect (url) {
   if (socket) socket.close(1000, 'switching server')
   pending = []
   let ws
@@ -95,7 +95,7 @@ function connect(url) {
   })
 }
 
-function receive(data) {
+function receive (data) {
   if (data instanceof ArrayBuffer) {
     const bytes = new Uint8Array(data)
     const sent = takePending('binary')
@@ -121,7 +121,7 @@ function receive(data) {
       type: 'echo',
       summary: `message ${frame.message_id} from ${frame.client}${match}`,
       raw: JSON.stringify(frame, null, 2),
-      tone: match.includes('DIFFERS') ? 'bad' : undefined,
+      tone: match.includes('DIFFERS') ? 'bad' : undefined
     })
     return
   }
@@ -131,7 +131,7 @@ function receive(data) {
   log.add({ dir: 'in', type: 'text', summary: `${data.length} characters${match}`, raw: data, tone: match.includes('DIFFERS') ? 'bad' : undefined })
 }
 
-function takePending(kind) {
+function takePending (kind) {
   const index = pending.findIndex((item) => item.kind === kind)
   if (index === -1) return undefined
   return pending.splice(index, 1)[0].data
