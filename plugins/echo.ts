@@ -1,0 +1,166 @@
+// The echo endpoint: a JSON envelope for each text message, byte-exact binary echo, a plain echo
+// at `<path>/raw`, an optional welcome, and a debug mode that logs every frame.
+import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
+import fp from 'fastify-plugin'
+import type { WebSocket } from 'ws'
+import { ensureInfrastructure, socketError, tooBig } from './registry.js'
+import type { Connection, EndpointStats } from '../src/registry.js'
+import { echoEnvelopeSerializer, echoWelcome } from '../src/messages.js'
+import { booleanOption, integerOption, pathOption, stringOption } from '../src/options.js'
+import { hexPreview, logsAt, preview } from '../src/format.js'
+import { InvalidOptionError } from '../src/errors.js'
+
+export interface EchoOptions {
+  /** Where the envelope echo listens (default `/`). The plain echo is at `<path>/raw`. */
+  path?: string
+  /** Name of the endpoint in /stats and /metrics (default `echo`); unique per app. */
+  name?: string
+  /** `server_info` in every envelope (default `echohub echo server`). */
+  serverInfo?: string
+  /** Greet each client with a `welcome` frame on connect (default false). */
+  welcome?: boolean
+  /** The welcome's `message` text. */
+  welcomeMessage?: string
+  /** Log every frame at debug level: its text, or hex for binary (default false). */
+  debug?: boolean
+  /** Also serve the plain echo at `<path>/raw` (default true). */
+  raw?: boolean
+  /** Largest message in bytes (default 1048576); a larger one closes the connection with 1009. */
+  maxPayload?: number
+  /** Echo on every path the app has no route for, as devices configured with any path expect (default: true when `path` is `/`). */
+  anyPath?: boolean
+}
+
+const PLUGIN = 'echohub-echo'
+export const ECHO_MAX_PAYLOAD = 1024 * 1024
+const TEXT = { binary: false } as const
+const BINARY = { binary: true } as const
+
+interface Settings {
+  name: string
+  serverInfo: string
+  welcome: string | undefined
+  debug: boolean
+  maxPayload: number
+}
+
+function readOptions (opts: EchoOptions) {
+  if (opts === null || typeof opts !== 'object') throw new InvalidOptionError(PLUGIN, 'options', 'must be an object')
+  const path = pathOption(PLUGIN, opts, 'path', '/')
+  const welcome = booleanOption(PLUGIN, opts, 'welcome', false)
+  return {
+    path,
+    raw: booleanOption(PLUGIN, opts, 'raw', true),
+    anyPath: booleanOption(PLUGIN, opts, 'anyPath', path === '/'),
+    settings: {
+      name: stringOption(PLUGIN, opts, 'name', 'echo'),
+      serverInfo: stringOption(PLUGIN, opts, 'serverInfo', 'echohub echo server'),
+      welcome: welcome ? stringOption(PLUGIN, opts, 'welcomeMessage', 'Welcome to the echohub echo server!') : undefined,
+      debug: booleanOption(PLUGIN, opts, 'debug', false),
+      maxPayload: integerOption(PLUGIN, opts, 'maxPayload', ECHO_MAX_PAYLOAD, 1)
+    } satisfies Settings
+  }
+}
+
+const echoRoutes: FastifyPluginAsync<EchoOptions> = async (app, opts) => {
+  const { path, raw, anyPath, settings } = readOptions(opts)
+  const registry = app.echohub
+  let endpoint: EndpointStats
+  try {
+    endpoint = registry.addEndpoint(settings.name)
+  } catch {
+    throw new InvalidOptionError(PLUGIN, 'name', `"${settings.name}" is already used by another endpoint of this app; give each endpoint its own name`)
+  }
+  endpoint.limits.max_payload = settings.maxPayload
+  const envelope = echoEnvelopeSerializer(settings.serverInfo)
+
+  /** Opens the connection in the registry and wires the listeners every echo socket needs. */
+  function accept (socket: WebSocket, request: FastifyRequest, onMessage: (conn: Connection, data: Buffer, isBinary: boolean) => void): Connection {
+    const conn = registry.open(endpoint, request.raw.socket?.remoteAddress, request.raw.socket?.remotePort)
+    const log = request.log
+    log.info({ client: conn.peer, connections: registry.connections.size, path: request.url }, 'client connected')
+    socket.on('message', (data: Buffer, isBinary: boolean) => {
+      conn.received(data.length)
+      if (data.length > settings.maxPayload) {
+        tooBig(registry, log, socket, conn, settings.maxPayload)
+        return
+      }
+      if (settings.debug) logFrame(request, conn, data, isBinary)
+      onMessage(conn, data, isBinary)
+    })
+    socket.on('error', (err: NodeJS.ErrnoException) => socketError(registry, log, conn, err))
+    socket.on('close', (code: number, reason: Buffer) => {
+      conn.remove()
+      log.info({ client: conn.peer, code, reason: preview(reason.toString()), messages: conn.messagesReceived, connections: registry.connections.size }, 'client disconnected')
+    })
+    if (settings.welcome !== undefined) {
+      send(socket, conn, Buffer.from(echoWelcome(settings.welcome, conn.id, settings.serverInfo)), false)
+    }
+    return conn
+  }
+
+  function envelopeEcho (socket: WebSocket, request: FastifyRequest): void {
+    const clientJson = JSON.stringify(accept(socket, request, onMessage).peer)
+    const log = request.log
+    function onMessage (conn: Connection, data: Buffer, isBinary: boolean): void {
+      if (isBinary) {
+        if (logsAt(log, 'info')) log.info({ client: conn.peer, n: conn.messagesReceived, bytes: data.length }, 'binary message received')
+        send(socket, conn, data, true)
+        return
+      }
+      const text = data.toString()
+      const infoOn = logsAt(log, 'info')
+      if (infoOn) log.info({ client: conn.peer, n: conn.messagesReceived, text: preview(text) }, 'message received')
+      send(socket, conn, Buffer.from(envelope(text, clientJson, conn.messagesReceived)), false)
+      if (infoOn) log.info({ client: conn.peer, message_id: conn.messagesReceived }, 'echo sent')
+    }
+  }
+
+  function rawEcho (socket: WebSocket, request: FastifyRequest): void {
+    const log = request.log
+    accept(socket, request, (conn, data, isBinary) => {
+      if (logsAt(log, 'info')) {
+        log.info({ client: conn.peer, n: conn.messagesReceived, ...(isBinary ? { bytes: data.length } : { text: preview(data.toString()) }) }, 'message received')
+      }
+      send(socket, conn, data, isBinary)
+    })
+  }
+
+  const notUpgraded = (request: FastifyRequest, reply: FastifyReply) => upgradeRequired(request, reply)
+  app.route({ method: 'GET', url: path, handler: notUpgraded, wsHandler: envelopeEcho })
+  if (raw) app.route({ method: 'GET', url: path === '/' ? '/raw' : `${path}/raw`, handler: notUpgraded, wsHandler: rawEcho })
+  if (anyPath) app.route({ method: 'GET', url: path === '/' ? '/*' : `${path}/*`, handler: notUpgraded, wsHandler: envelopeEcho })
+}
+
+function send (socket: WebSocket, conn: Connection, data: Buffer, isBinary: boolean): void {
+  socket.send(data, isBinary ? BINARY : TEXT)
+  conn.sent(data.length)
+}
+
+function logFrame (request: FastifyRequest, conn: Connection, data: Buffer, isBinary: boolean): void {
+  if (!logsAt(request.log, 'debug')) return
+  request.log.debug({
+    client: conn.peer,
+    n: conn.messagesReceived,
+    opcode: isBinary ? 'binary' : 'text',
+    bytes: data.length,
+    ...(isBinary ? { hex: hexPreview(data) } : { text: preview(data.toString(), 2000) })
+  }, 'frame received')
+}
+
+/** A plain HTTP GET on a WebSocket path: say how to connect instead of a bare 404. */
+function upgradeRequired (request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  return reply.code(426).header('upgrade', 'websocket').send({
+    error: 'upgrade_required',
+    message: `${request.url} is a WebSocket endpoint: connect with a WebSocket client, e.g. ws://${request.host}${request.url}`
+  })
+}
+
+/**
+ * The echo plugin. It runs in its parent's context only to make sure the shared registry and
+ * @fastify/websocket exist there; its routes live in an encapsulated child, so `prefix` applies.
+ */
+export const echo = fp<EchoOptions>(async function echoPlugin (app: FastifyInstance, opts: EchoOptions) {
+  await ensureInfrastructure(app, integerOption(PLUGIN, opts, 'maxPayload', ECHO_MAX_PAYLOAD, 1))
+  await app.register(echoRoutes, opts)
+}, { name: PLUGIN, fastify: '5.x' })

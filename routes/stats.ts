@@ -1,0 +1,34 @@
+// GET /stats: the whole registry (every endpoint of every app that shares it) as JSON.
+import type { FastifyPluginAsync } from 'fastify'
+
+const count = { type: 'integer' } as const
+const pair = { type: 'object', properties: { received: count, sent: count } } as const
+const connections = { type: 'object', properties: { current: count, peak: count, total: count } } as const
+const scalars = { type: 'object', additionalProperties: { type: ['number', 'string', 'boolean'] } } as const
+const endpoint = {
+  type: 'object',
+  properties: { connections, messages: pair, bytes: pair, limits: scalars }
+} as const
+
+export const statsSchema = {
+  type: 'object',
+  properties: {
+    server_info: { type: 'string' },
+    started_at: { type: 'string' },
+    uptime_s: { type: 'number' },
+    connections,
+    messages: pair,
+    bytes: pair,
+    endpoints: { type: 'object', additionalProperties: endpoint },
+    limits: {
+      type: 'object',
+      properties: { settings: scalars, hits: { type: 'object', additionalProperties: count } }
+    },
+    memory: { type: 'object', properties: { rss: count, heap_used: count } }
+  }
+} as const
+
+export const statsRoutes: FastifyPluginAsync = async (app) => {
+  const registry = app.echohub
+  app.get('/stats', { schema: { response: { 200: statsSchema } } }, async () => registry.snapshot())
+}

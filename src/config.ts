@@ -1,0 +1,112 @@
+// Every setting echohub's entry point takes: flag, environment variable, default and help text
+// side by side, so the CLI, `--help` and the README can never disagree.
+import { parseArgs } from 'node:util'
+import { InvalidConfigError } from './errors.js'
+
+export const SERVER_NAMES = ['echo', 'echo-debug'] as const
+export type ServerName = (typeof SERVER_NAMES)[number]
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
+export type LogLevel = (typeof LOG_LEVELS)[number]
+export type LogFormat = 'json' | 'pretty'
+
+export interface Config {
+  host: string
+  echoPort: number
+  debugPort: number
+  servers: ServerName[]
+  logLevel: LogLevel | undefined
+  logFormat: LogFormat | undefined
+  serverInfo: string
+}
+
+type Kind = 'string' | 'port' | 'servers' | 'logLevel' | 'logFormat'
+
+interface Setting {
+  key: keyof Config
+  flag: string
+  env: string
+  kind: Kind
+  default: string | undefined
+  help: string
+}
+
+/** The one table of settings. A flag wins over its environment variable, which wins over the default. */
+export const SETTINGS: readonly Setting[] = [
+  { key: 'host', flag: 'host', env: 'HOST', kind: 'string', default: '0.0.0.0', help: 'address to listen on' },
+  { key: 'echoPort', flag: 'echo-port', env: 'ECHO_PORT', kind: 'port', default: '8765', help: 'port of the echo server (0 picks a free port)' },
+  { key: 'debugPort', flag: 'debug-port', env: 'DEBUG_PORT', kind: 'port', default: '8766', help: 'port of the echo-debug server' },
+  { key: 'servers', flag: 'only', env: 'SERVERS', kind: 'servers', default: SERVER_NAMES.join(','), help: 'servers to run, comma-separated' },
+  { key: 'logLevel', flag: 'log-level', env: 'LOG_LEVEL', kind: 'logLevel', default: undefined, help: `${LOG_LEVELS.join('|')} (default info; echo-debug logs at debug)` },
+  { key: 'logFormat', flag: 'log-format', env: 'LOG_FORMAT', kind: 'logFormat', default: undefined, help: 'json|pretty (default: pretty on a terminal, json otherwise)' },
+  { key: 'serverInfo', flag: 'server-info', env: 'SERVER_INFO', kind: 'string', default: 'echohub echo server', help: 'server_info string in echo replies' }
+]
+
+export function helpText (): string {
+  const lines = [
+    'echohub: WebSocket echo and broadcast server',
+    '',
+    'Usage: echohub [options]   (npm start -- [options])',
+    '',
+    'Options (flag, environment variable, default):'
+  ]
+  const width = Math.max(...SETTINGS.map((s) => s.flag.length)) + 4
+  for (const s of SETTINGS) {
+    const dflt = s.default === undefined ? '' : ` [${s.default}]`
+    lines.push(`  --${s.flag.padEnd(width)}${s.env.padEnd(26)}${s.help}${dflt}`)
+  }
+  lines.push(`  --${'help'.padEnd(width)}${''.padEnd(26)}print this help`)
+  return lines.join('\n')
+}
+
+function parseValue (s: Setting, raw: string, source: string): Config[keyof Config] {
+  switch (s.kind) {
+    case 'string':
+      if (raw === '') throw new InvalidConfigError(source, 'must not be empty')
+      return raw
+    case 'port': {
+      const n = Number(raw)
+      if (!/^\d+$/.test(raw) || n > 65535) throw new InvalidConfigError(source, `must be a port number from 0 to 65535, got "${raw}"`)
+      return n
+    }
+    case 'servers': {
+      const names = raw.split(',').map((x) => x.trim()).filter(Boolean)
+      const bad = names.filter((x) => !(SERVER_NAMES as readonly string[]).includes(x))
+      if (names.length === 0 || bad.length > 0) {
+        throw new InvalidConfigError(source, `takes ${SERVER_NAMES.join(', ')}; got "${raw}"`)
+      }
+      return [...new Set(names)] as ServerName[]
+    }
+    case 'logLevel':
+      if (!(LOG_LEVELS as readonly string[]).includes(raw)) throw new InvalidConfigError(source, `must be one of ${LOG_LEVELS.join(', ')}; got "${raw}"`)
+      return raw as LogLevel
+    case 'logFormat':
+      if (raw !== 'json' && raw !== 'pretty') throw new InvalidConfigError(source, `must be json or pretty; got "${raw}"`)
+      return raw
+  }
+}
+
+export type ParsedArgs = { help: true } | { help: false, config: Config }
+
+/** Reads flags and environment variables into a validated Config; throws InvalidConfigError naming the flag. */
+export function parseConfig (argv: string[], env: NodeJS.ProcessEnv = process.env): ParsedArgs {
+  const options: Record<string, { type: 'string' | 'boolean' }> = { help: { type: 'boolean' } }
+  for (const s of SETTINGS) options[s.flag] = { type: 'string' }
+  let values: Record<string, string | boolean | undefined>
+  try {
+    values = parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values
+  } catch (err) {
+    throw new InvalidConfigError('arguments', (err as Error).message + ' (see --help)')
+  }
+  if (values.help === true) return { help: true }
+
+  const config: Record<string, unknown> = {}
+  for (const s of SETTINGS) {
+    const fromFlag = values[s.flag]
+    const fromEnv = env[s.env]
+    if (typeof fromFlag === 'string') config[s.key] = parseValue(s, fromFlag, `--${s.flag}`)
+    else if (fromEnv !== undefined && fromEnv !== '') config[s.key] = parseValue(s, fromEnv, s.env)
+    else config[s.key] = s.default === undefined ? undefined : parseValue(s, s.default, `--${s.flag}`)
+  }
+  return { help: false, config: config as unknown as Config }
+}
