@@ -1,0 +1,308 @@
+// The chat endpoint: each client's `message` is broadcast to every chat client (the sender too),
+// a `custom_event` is answered to its sender by the library user's handlers, `ping` gets `pong`.
+// Its own limits: message size, a token bucket per connection, and a cap on unsent bytes per client.
+import type { FastifyBaseLogger, FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
+import fp from 'fastify-plugin'
+import type { WebSocket } from 'ws'
+import { ensureInfrastructure, socketError, tooBig } from './registry.js'
+import type { Connection, EndpointStats } from '../src/registry.js'
+import {
+  chatCustomEventReply,
+  chatError,
+  chatMessage,
+  chatPong,
+  chatWelcome,
+  customEventAck,
+  parseChatFrame,
+  type ChatErrorCode,
+  type JsonObject,
+  type JsonValue
+} from '../src/chat-messages.js'
+import { TokenBucket } from '../src/rate-limit.js'
+import { integerOption, pathOption, stringOption, describe } from '../src/options.js'
+import { logsAt, preview } from '../src/format.js'
+import { InvalidOptionError } from '../src/errors.js'
+
+/** What a custom event handler knows about the client that sent the event. */
+export interface CustomEventContext {
+  /** The sender's `client_id`, as in its `welcome`. */
+  clientId: number
+  /** The sender's `address:port`. */
+  client: string
+  /** The request that opened the WebSocket (headers, `request.log`...). */
+  request: FastifyRequest
+}
+
+/**
+ * Answers a `custom_event`. What it returns (or resolves to) becomes the reply's `payload`;
+ * `undefined` sends the default acknowledgement. A throw or rejection sends the sender an `error`
+ * `custom_event_failed`: with the error's message if it is a CustomEventError, else a generic one.
+ */
+export type CustomEventHandler = (payload: JsonObject, context: CustomEventContext) =>
+  JsonValue | undefined | Promise<JsonValue | undefined>
+
+/** Throw it from a custom event handler to tell the client why its event was refused. */
+export class CustomEventError extends Error {
+  override name = 'CustomEventError'
+}
+
+export interface ChatOptions {
+  /** Where the chat WebSocket listens (default `/ws`). */
+  path?: string
+  /** Name of the endpoint in /stats and /metrics (default `chat`); unique per app. */
+  name?: string
+  /** `server_info` in the welcome (default `echohub chat server`). */
+  serverInfo?: string
+  /** The welcome's `message` text. */
+  welcomeMessage?: string
+  /** Largest message in bytes (default 65536); a larger one closes the connection with 1009. */
+  maxPayload?: number
+  /** Messages per second per connection (default 20); `0` turns the rate limit off. */
+  rateLimit?: number
+  /** Messages a connection may send at once before the rate applies (default 40). */
+  rateBurst?: number
+  /** A client whose unsent bytes pass this is dropped as a slow consumer (default 4194304); `0` turns it off. */
+  maxBuffered?: number
+  /** Custom event handlers by `payload.action`, e.g. `{ add: ({ a, b }) => Number(a) + Number(b) }`. */
+  customEvents?: Record<string, CustomEventHandler>
+  /** Answers the custom events no `customEvents` entry takes (default: `{"status":"received","data":<payload>}`). */
+  onCustomEvent?: CustomEventHandler
+}
+
+const PLUGIN = 'echohub-chat'
+export const CHAT_MAX_PAYLOAD = 64 * 1024
+export const CHAT_RATE_LIMIT = 20
+export const CHAT_RATE_BURST = 40
+export const CHAT_MAX_BUFFERED = 4 * 1024 * 1024
+const TEXT = { binary: false } as const
+const OPEN = 1 // WebSocket.OPEN
+
+/** One chat client: its socket, its registry entry and its rate limit state. */
+interface Client {
+  socket: WebSocket
+  conn: Connection
+  bucket: TokenBucket | undefined
+  /** Messages dropped by the rate limit since the last one let through. */
+  droppedInARow: number
+  context: CustomEventContext
+}
+
+function readOptions (opts: ChatOptions) {
+  if (opts === null || typeof opts !== 'object') throw new InvalidOptionError(PLUGIN, 'options', 'must be an object')
+  const handlers = new Map<string, CustomEventHandler>()
+  if (opts.customEvents !== undefined) {
+    if (opts.customEvents === null || typeof opts.customEvents !== 'object' || Array.isArray(opts.customEvents)) {
+      throw new InvalidOptionError(PLUGIN, 'customEvents', `must be an object of handler functions keyed by payload.action, got ${describe(opts.customEvents)}`)
+    }
+    for (const [action, handler] of Object.entries(opts.customEvents)) {
+      if (typeof handler !== 'function') {
+        throw new InvalidOptionError(PLUGIN, `customEvents.${action}`, `must be a function, got ${describe(handler)}`)
+      }
+      handlers.set(action, handler)
+    }
+  }
+  if (opts.onCustomEvent !== undefined && typeof opts.onCustomEvent !== 'function') {
+    throw new InvalidOptionError(PLUGIN, 'onCustomEvent', `must be a function, got ${describe(opts.onCustomEvent)}`)
+  }
+  return {
+    path: pathOption(PLUGIN, opts, 'path', '/ws'),
+    name: stringOption(PLUGIN, opts, 'name', 'chat'),
+    serverInfo: stringOption(PLUGIN, opts, 'serverInfo', 'echohub chat server'),
+    welcomeMessage: stringOption(PLUGIN, opts, 'welcomeMessage', 'Welcome to the echohub chat!'),
+    maxPayload: integerOption(PLUGIN, opts, 'maxPayload', CHAT_MAX_PAYLOAD, 1),
+    rateLimit: integerOption(PLUGIN, opts, 'rateLimit', CHAT_RATE_LIMIT, 0),
+    rateBurst: integerOption(PLUGIN, opts, 'rateBurst', CHAT_RATE_BURST, 1),
+    maxBuffered: integerOption(PLUGIN, opts, 'maxBuffered', CHAT_MAX_BUFFERED, 0),
+    handlers,
+    fallback: opts.onCustomEvent ?? ((payload: JsonObject) => customEventAck(payload))
+  }
+}
+
+const chatRoutes: FastifyPluginAsync<ChatOptions> = async (app, opts) => {
+  const settings = readOptions(opts)
+  const { maxPayload, rateLimit, rateBurst, maxBuffered } = settings
+  // A client still flooding after this many drops in a row is closed: it is not slowing down.
+  const floodAfter = 2 * rateBurst
+  const registry = app.echohub
+  let endpoint: EndpointStats
+  try {
+    endpoint = registry.addEndpoint(settings.name)
+  } catch {
+    throw new InvalidOptionError(PLUGIN, 'name', `"${settings.name}" is already used by another endpoint of this app; give each endpoint its own name`)
+  }
+  Object.assign(endpoint.limits, { max_payload: maxPayload, rate_limit: rateLimit, rate_burst: rateBurst, max_buffered: maxBuffered })
+
+  const clients = new Set<Client>()
+  /** Numbers broadcast messages of this endpoint from 1. */
+  let lastMessageId = 0
+
+  /** Sends one frame to one client, then drops the client if it is not reading what it is sent. */
+  function deliver (client: Client, data: Buffer, log: FastifyBaseLogger): void {
+    if (client.socket.readyState !== OPEN) return
+    client.socket.send(data, TEXT)
+    client.conn.sent(data.length)
+    if (maxBuffered > 0 && client.socket.bufferedAmount > maxBuffered) dropSlowConsumer(client, log)
+  }
+
+  function dropSlowConsumer (client: Client, log: FastifyBaseLogger): void {
+    if (!clients.delete(client)) return
+    registry.hit('slow_consumer')
+    log.warn({ client: client.conn.peer, buffered: client.socket.bufferedAmount, max_buffered: maxBuffered }, 'slow consumer: unsent bytes over the cap; connection dropped')
+    // A close frame would wait behind the unread bytes; cut the connection so its memory is freed now.
+    client.socket.terminate()
+  }
+
+  function reply (client: Client, frame: string, log: FastifyBaseLogger): void {
+    deliver(client, Buffer.from(frame), log)
+  }
+
+  function refuse (client: Client, code: ChatErrorCode, message: string, log: FastifyBaseLogger): void {
+    if (logsAt(log, 'debug')) log.debug({ client: client.conn.peer, code }, 'bad input answered with an error')
+    reply(client, chatError(code, message), log)
+  }
+
+  /** The token bucket said no: drop the message with `rate_limited`, and close a client that keeps on. */
+  function rateLimited (client: Client, log: FastifyBaseLogger): void {
+    client.droppedInARow++
+    registry.hit('rate_limited')
+    if (client.droppedInARow >= floodAfter) {
+      registry.hit('rate_flood')
+      log.warn({ client: client.conn.peer, dropped: client.droppedInARow }, 'client keeps flooding past the rate limit; connection closed with 1008')
+      client.socket.close(1008, 'too many messages: over the rate limit')
+      return
+    }
+    log.warn({ client: client.conn.peer, rate_limit: rateLimit, rate_burst: rateBurst }, 'rate limit hit; message dropped')
+    reply(client, chatError('rate_limited', `Too many messages: at most ${rateLimit} per second (bursts of ${rateBurst}). This one was dropped; slow down.`), log)
+  }
+
+  function broadcast (from: Client, payload: JsonValue, log: FastifyBaseLogger): void {
+    let payloadJson: string
+    try {
+      payloadJson = JSON.stringify(payload)
+    } catch {
+      // JSON.parse accepts nesting deeper than JSON.stringify can write back.
+      refuse(from, 'invalid_message', 'The payload is nested too deeply to be sent on.', log)
+      return
+    }
+    const id = ++lastMessageId
+    // Serialized once; ws writes the same Buffer to every socket behind its own few header bytes.
+    const data = Buffer.from(chatMessage(payloadJson, from.conn.id, id))
+    for (const client of clients) deliver(client, data, log)
+    if (logsAt(log, 'debug')) log.debug({ client: from.conn.peer, id, recipients: clients.size, bytes: data.length }, 'message broadcast')
+  }
+
+  function customEvent (client: Client, payload: JsonObject, log: FastifyBaseLogger): void {
+    const action = payload.action
+    const handler = (typeof action === 'string' ? settings.handlers.get(action) : undefined) ?? settings.fallback
+    const answer = (result: JsonValue | undefined) => {
+      let frame: string
+      try {
+        frame = chatCustomEventReply(result === undefined ? customEventAck(payload) : result)
+      } catch (err) {
+        failed(err)
+        return
+      }
+      reply(client, frame, log)
+    }
+    const failed = (err: unknown) => {
+      const known = err instanceof CustomEventError
+      log[known ? 'info' : 'error']({ client: client.conn.peer, action, err }, 'custom event handler failed')
+      refuse(client, 'custom_event_failed', known ? err.message : 'The server could not handle this custom_event.', log)
+    }
+    let result: ReturnType<CustomEventHandler>
+    try {
+      result = handler(payload, client.context)
+    } catch (err) {
+      failed(err)
+      return
+    }
+    // A synchronous handler answers at once, so its reply keeps its place among the client's frames.
+    if (isPromiseLike(result)) result.then(answer, failed)
+    else answer(result)
+  }
+
+  function onMessage (client: Client, data: Buffer, isBinary: boolean, log: FastifyBaseLogger): void {
+    const { conn, socket } = client
+    conn.received(data.length)
+    if (socket.readyState !== OPEN) return
+    if (data.length > maxPayload) {
+      tooBig(registry, log, socket, conn, maxPayload)
+      return
+    }
+    if (client.bucket !== undefined) {
+      if (!client.bucket.take()) {
+        rateLimited(client, log)
+        return
+      }
+      client.droppedInARow = 0
+    }
+    if (isBinary) {
+      refuse(client, 'binary_not_supported', 'Binary frames are not supported here: send JSON as a text frame.', log)
+      return
+    }
+    const text = data.toString()
+    if (logsAt(log, 'info')) log.info({ client: conn.peer, n: conn.messagesReceived, text: preview(text) }, 'message received')
+    const parsed = parseChatFrame(text)
+    if (!parsed.ok) {
+      refuse(client, parsed.code, parsed.message, log)
+      return
+    }
+    const frame = parsed.frame
+    switch (frame.type) {
+      case 'message':
+        broadcast(client, frame.payload, log)
+        break
+      case 'custom_event':
+        customEvent(client, frame.payload, log)
+        break
+      case 'ping':
+        reply(client, chatPong(), log)
+        break
+    }
+  }
+
+  function accept (socket: WebSocket, request: FastifyRequest): void {
+    const conn = registry.open(endpoint, request.socket.remoteAddress, request.socket.remotePort)
+    const log = request.log
+    const client: Client = {
+      socket,
+      conn,
+      bucket: rateLimit > 0 ? new TokenBucket(rateLimit, rateBurst) : undefined,
+      droppedInARow: 0,
+      context: { clientId: conn.id, client: conn.peer, request }
+    }
+    clients.add(client)
+    log.info({ client: conn.peer, client_id: conn.id, connections: registry.connections.size, chat_clients: clients.size }, 'chat client connected')
+    socket.on('message', (data: Buffer, isBinary: boolean) => onMessage(client, data, isBinary, log))
+    socket.on('error', (err: NodeJS.ErrnoException) => socketError(registry, log, conn, err))
+    socket.on('close', (code: number, reason: Buffer) => {
+      clients.delete(client)
+      conn.remove()
+      log.info({ client: conn.peer, client_id: conn.id, code, reason: preview(reason.toString()), messages: conn.messagesReceived, connections: registry.connections.size }, 'chat client disconnected')
+    })
+    reply(client, chatWelcome(conn.id, settings.welcomeMessage, settings.serverInfo), log)
+  }
+
+  app.route({ method: 'GET', url: settings.path, handler: upgradeRequired, wsHandler: accept })
+}
+
+function isPromiseLike<T> (value: T | PromiseLike<T>): value is PromiseLike<T> {
+  return typeof (value as { then?: unknown } | null)?.then === 'function'
+}
+
+/** A plain HTTP GET on the chat path: say how to connect instead of a bare 404. */
+function upgradeRequired (request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  return reply.code(426).header('upgrade', 'websocket').send({
+    error: 'upgrade_required',
+    message: `${request.url} is a WebSocket endpoint: connect with a WebSocket client, e.g. ws://${request.host}${request.url}`
+  })
+}
+
+/**
+ * The chat plugin. It runs in its parent's context only to make sure the shared registry and
+ * @fastify/websocket exist there; its route lives in an encapsulated child, so `prefix` applies.
+ */
+export const chat = fp<ChatOptions>(async function chatPlugin (app: FastifyInstance, opts: ChatOptions) {
+  await ensureInfrastructure(app, integerOption(PLUGIN, opts, 'maxPayload', CHAT_MAX_PAYLOAD, 1))
+  await app.register(chatRoutes, opts)
+}, { name: PLUGIN, fastify: '5.x' })
