@@ -52,8 +52,9 @@ if (!Number.isInteger(port) || port <= 0) fail('--port is required')
 if (!(inflight >= 1 && inflight <= 1024)) fail('--inflight must be 1..1024')
 
 // The parent holds our stdin pipe: when it goes away (even killed), so do we. A hard deadline
-// backs it up.
-if (fstatSync(0).isFIFO()) {
+// backs it up. (Node's child_process pipes are sockets; a shell's are FIFOs; a terminal is neither.)
+const stdin = fstatSync(0)
+if (stdin.isFIFO() || stdin.isSocket()) {
   process.stdin.on('end', () => process.exit(0))
   process.stdin.resume()
 }

@@ -384,8 +384,27 @@ async function runLoad (server, scenario) {
   }
 }
 
-/** Idle: open N connections from generator processes of <= 5000 each, then read the server's RSS. */
-async function runIdle (server, scenario) {
+async function stopServer (server) {
+  server.child.kill('SIGTERM')
+  await waitExit(server.child, 5000)
+  if (!exited(server.child)) server.child.kill('SIGKILL')
+}
+
+/**
+ * Idle: open N connections from generator processes of <= 5000 each, then read the server's RSS.
+ * Each run gets a fresh server process: a heap that already grew once would hide the growth.
+ */
+async function runIdle (main, scenario) {
+  const server = await main.launch()
+  if (server.missing) return { error: `could not start a fresh ${main.name}: ${server.missing}` }
+  try {
+    return await measureIdle(server, scenario)
+  } finally {
+    await stopServer(server)
+  }
+}
+
+async function measureIdle (server, scenario) {
   const total = scale.idle
   const perProcess = 5000 // fds are capped at 20000 per process; stay well under
   const rss0 = rssBytes(server.pid)
@@ -405,6 +424,7 @@ async function runIdle (server, scenario) {
     gens.push({ child, opened })
   }
   const notes = []
+  const t0 = Date.now()
   try {
     const reports = await Promise.race([
       Promise.all(gens.map((g) => g.opened)),
@@ -414,22 +434,19 @@ async function runIdle (server, scenario) {
     const open = reports.reduce((a, r) => a + r.open, 0)
     const failed = reports.reduce((a, r) => a + r.failed, 0)
     if (failed > 0) notes.push(`${failed} of ${total} failed: ${reports.find((r) => r.error)?.error}`)
+    const openSeconds = (Date.now() - t0) / 1000
     // the server may still be accepting the last ones; wait until it holds the sockets
     const deadline = Date.now() + 10_000
     while (fdCount(server.pid) - fd0 < open && Date.now() < deadline) await sleep(50)
     await sleep(opt.quick ? 200 : 1000) // let allocation settle before reading RSS
     const fds = fdCount(server.pid) - fd0
     const rss = rssBytes(server.pid)
-    if (fds < open) notes.push(`server holds ${fds} new fds for ${open} connections`)
-    notes.push(`${open} idle, ${((rss - rss0) / open / 1024).toFixed(1)} KB/conn`)
-    return { rss, rssPerConn: (rss - rss0) / open, notes, open }
+    if (fds < open * 0.99) notes.push(`server holds ${fds} new fds for ${open} connections`)
+    return { rss, rssPerConn: (rss - rss0) / open, notes, open, openSeconds }
   } finally {
     for (const g of gens) g.child.stdin.end()
     await Promise.all(gens.map((g) => waitExit(g.child, 10_000)))
     for (const g of gens) if (!exited(g.child)) g.child.kill('SIGKILL')
-    // let the server let go of them, so the next run starts from the same state
-    const deadline = Date.now() + 15_000
-    while (fdCount(server.pid) > fd0 + 5 && Date.now() < deadline) await sleep(100)
   }
 }
 
@@ -481,6 +498,10 @@ function summarize (results, servers) {
       }
       per[server.name] = m
       if (scenario.kind === 'broadcast') notes.unshift('msg/s = deliveries/s')
+      if (scenario.kind === 'idle' && m.runs > 0) {
+        notes.unshift(`${median(ok.map((r) => r.open))} idle, ${fmt(m.rssPerConn / 1024, 1)} KB/conn, ` +
+          `opened in ${fmt(median(ok.map((r) => r.openSeconds)), 1)} s`)
+      }
       rows.push([scenario.name, server.name, fmt(m.rate, 0), fmt(m.p50), fmt(m.p99),
         fmt(m.cpuPer1k), fmt(m.cpuShare), fmt(m.genShare), fmt(m.rss / 2 ** 20, 1), notes.join('; ')])
     }
@@ -524,8 +545,8 @@ async function main () {
     : `NOT pinned (${pinning.why}): servers and generator share the cores, figures swing more`)
   if (load > 0.5) console.log(`note: load average ${load.toFixed(2)} before the bench; other work on this machine makes the figures noisier`)
 
-  const echohub = await startEchohub()
-  const baseline = await startBaseline()
+  const echohub = Object.assign(await startEchohub(), { launch: startEchohub })
+  const baseline = Object.assign(await startBaseline(), { launch: startBaseline })
   const servers = [echohub, baseline]
   if (echohub.missing) console.log(`echohub not measured: ${echohub.missing}`)
   else console.log(`echohub pid ${echohub.pid}: ${echohub.args.slice(1).join(' ')}`)
