@@ -22,7 +22,7 @@ export function $ (selector) {
 
 /**
  * A ws:// (or wss:// under https) URL on the host the page was loaded from, so the page works
- * through a LAN address as well as localhost. Without a port: the page's own origin.
+ * through a LAN address as well as on this machine. Without a port: the page's own origin.
  */
 export function wsUrl (path, port) {
   const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:'

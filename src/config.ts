@@ -3,7 +3,7 @@
 import { parseArgs } from 'node:util'
 import { InvalidConfigError } from './errors.js'
 
-export const SERVER_NAMES = ['echo', 'echo-debug'] as const
+export const SERVER_NAMES = ['echo', 'echo-debug', 'chat'] as const
 export type ServerName = (typeof SERVER_NAMES)[number]
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
@@ -14,13 +14,20 @@ export interface Config {
   host: string
   echoPort: number
   debugPort: number
+  chatPort: number
   servers: ServerName[]
   logLevel: LogLevel | undefined
   logFormat: LogFormat | undefined
   serverInfo: string
+  /** Allowed browser origins: `*` for any, else exact origins like `https://example.com`. */
+  origins: '*' | string[]
+  chatMaxPayload: number
+  rateLimit: number
+  rateBurst: number
+  maxBuffered: number
 }
 
-type Kind = 'string' | 'port' | 'servers' | 'logLevel' | 'logFormat'
+type Kind = 'string' | 'port' | 'servers' | 'logLevel' | 'logFormat' | 'count' | 'origins'
 
 interface Setting {
   key: keyof Config
@@ -29,6 +36,8 @@ interface Setting {
   kind: Kind
   default: string | undefined
   help: string
+  /** Smallest value of a `count`. */
+  min?: number
 }
 
 /** The one table of settings. A flag wins over its environment variable, which wins over the default. */
@@ -36,10 +45,16 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'host', flag: 'host', env: 'HOST', kind: 'string', default: '0.0.0.0', help: 'address to listen on' },
   { key: 'echoPort', flag: 'echo-port', env: 'ECHO_PORT', kind: 'port', default: '8765', help: 'port of the echo server (0 picks a free port)' },
   { key: 'debugPort', flag: 'debug-port', env: 'DEBUG_PORT', kind: 'port', default: '8766', help: 'port of the echo-debug server' },
+  { key: 'chatPort', flag: 'chat-port', env: 'CHAT_PORT', kind: 'port', default: '5000', help: 'port of the chat server and its browser pages' },
   { key: 'servers', flag: 'only', env: 'SERVERS', kind: 'servers', default: SERVER_NAMES.join(','), help: 'servers to run, comma-separated' },
   { key: 'logLevel', flag: 'log-level', env: 'LOG_LEVEL', kind: 'logLevel', default: undefined, help: `${LOG_LEVELS.join('|')} (default info; echo-debug logs at debug)` },
   { key: 'logFormat', flag: 'log-format', env: 'LOG_FORMAT', kind: 'logFormat', default: undefined, help: 'json|pretty (default: pretty on a terminal, json otherwise)' },
-  { key: 'serverInfo', flag: 'server-info', env: 'SERVER_INFO', kind: 'string', default: 'echohub echo server', help: 'server_info string in echo replies' }
+  { key: 'serverInfo', flag: 'server-info', env: 'SERVER_INFO', kind: 'string', default: 'echohub echo server', help: 'server_info string in echo replies' },
+  { key: 'origins', flag: 'origins', env: 'ORIGINS', kind: 'origins', default: '*', help: 'allowed browser origins, comma-separated, or * for any (CORS)' },
+  { key: 'chatMaxPayload', flag: 'chat-max-payload', env: 'CHAT_MAX_PAYLOAD', kind: 'count', min: 1, default: '65536', help: 'largest chat message in bytes; larger closes with 1009' },
+  { key: 'rateLimit', flag: 'rate-limit', env: 'RATE_LIMIT', kind: 'count', min: 0, default: '20', help: 'chat messages per second per connection (0: no limit)' },
+  { key: 'rateBurst', flag: 'rate-burst', env: 'RATE_BURST', kind: 'count', min: 1, default: '40', help: 'chat messages a connection may send at once' },
+  { key: 'maxBuffered', flag: 'max-buffered', env: 'MAX_BUFFERED', kind: 'count', min: 0, default: '4194304', help: "a chat client's unsent bytes before it is dropped (0: no cap)" }
 ]
 
 export function helpText (): string {
@@ -83,7 +98,33 @@ function parseValue (s: Setting, raw: string, source: string): Config[keyof Conf
     case 'logFormat':
       if (raw !== 'json' && raw !== 'pretty') throw new InvalidConfigError(source, `must be json or pretty; got "${raw}"`)
       return raw
+    case 'count': {
+      const min = s.min ?? 0
+      if (!/^\d+$/.test(raw) || !Number.isSafeInteger(Number(raw)) || Number(raw) < min) {
+        throw new InvalidConfigError(source, `must be a whole number from ${min} up, got "${raw}"`)
+      }
+      return Number(raw)
+    }
+    case 'origins':
+      return parseOrigins(raw, source)
   }
+}
+
+/** `*`, or origins like `https://example.com,http://192.168.1.5:3000` (a trailing slash is dropped). */
+function parseOrigins (raw: string, source: string): '*' | string[] {
+  const items = raw.split(',').map((x) => x.trim()).filter(Boolean)
+  if (items.length === 1 && items[0] === '*') return '*'
+  if (items.length === 0) throw new InvalidConfigError(source, 'must be * or a comma-separated list of origins like https://example.com')
+  return [...new Set(items.map((item) => {
+    let url: URL | undefined
+    try {
+      url = new URL(item)
+    } catch {}
+    if (url === undefined || !/^https?:$/.test(url.protocol) || url.origin !== item.replace(/\/$/, '').toLowerCase()) {
+      throw new InvalidConfigError(source, `takes * or origins like https://example.com (scheme, host, optional port; no path), got "${item}"`)
+    }
+    return url.origin
+  }))]
 }
 
 export type ParsedArgs = { help: true } | { help: false, config: Config }

@@ -2,6 +2,7 @@
 export { echo, ECHO_MAX_PAYLOAD, type EchoOptions } from '../plugins/echo.js'
 export { stats, type StatsOptions } from '../plugins/stats.js'
 export { chat, CustomEventError, CHAT_MAX_PAYLOAD, CHAT_RATE_LIMIT, CHAT_RATE_BURST, CHAT_MAX_BUFFERED, type ChatOptions, type CustomEventHandler, type CustomEventContext } from '../plugins/chat.js'
+export { ui, type UiOptions, type EchoServerInfo, type ServersInfo } from '../plugins/ui.js'
 export { echohubRegistry, SHUTDOWN_REASON, type RegistryPluginOptions } from '../plugins/registry.js'
 export { ConnectionRegistry, Connection, EndpointStats, type RegistryOptions, type StatsSnapshot, type Traffic } from './registry.js'
 export type { EchoEnvelope, EchoWelcome } from './messages.js'

@@ -7,19 +7,23 @@ import type { Config, ServerName } from './config.js'
 import { echohubRegistry } from '../plugins/registry.js'
 import { echo } from '../plugins/echo.js'
 import { stats } from '../plugins/stats.js'
+import cors from '@fastify/cors'
+import { chat } from '../plugins/chat.js'
+import { ui } from '../plugins/ui.js'
 import { PortInUseError } from './errors.js'
 
 export const VERSION = '0.1.0'
 
 interface ServerDefinition {
   /** The Config key and flag that set this server's port. */
-  portKey: 'echoPort' | 'debugPort'
+  portKey: 'echoPort' | 'debugPort' | 'chatPort'
   portFlag: string
   /** Paths a client connects to, shown in the start-up banner. */
   paths: Array<{ scheme: 'ws' | 'http', path: string }>
   /** Logs at debug by default: this server exists to show every frame. */
   verbose?: boolean
-  setup: (app: FastifyInstance, config: Config) => Promise<void>
+  /** `running`: the servers started so far, filled in as the others start. */
+  setup: (app: FastifyInstance, config: Config, running: readonly RunningServer[]) => Promise<void>
 }
 
 const DEFINITIONS: Record<ServerName, ServerDefinition> = {
@@ -38,6 +42,26 @@ const DEFINITIONS: Record<ServerName, ServerDefinition> = {
     verbose: true,
     async setup (app, config) {
       await app.register(echo, { name: 'echo-debug', serverInfo: `${config.serverInfo} (debug)`, welcome: true, debug: true })
+    }
+  },
+  chat: {
+    portKey: 'chatPort',
+    portFlag: '--chat-port',
+    paths: [{ scheme: 'http', path: '/' }, { scheme: 'ws', path: '/ws' }],
+    async setup (app, config, running) {
+      // First, so its headers are on every HTTP route of this server, /stats and /health included.
+      await app.register(cors, { origin: config.origins, methods: ['GET', 'HEAD'] })
+      await app.register(chat, {
+        maxPayload: config.chatMaxPayload,
+        rateLimit: config.rateLimit,
+        rateBurst: config.rateBurst,
+        maxBuffered: config.maxBuffered
+      })
+      // The echo tester learns the echo ports here, the actual ones even for port 0.
+      const echoServers = () => running
+        .filter((s) => s.name === 'echo' || s.name === 'echo-debug')
+        .map((s) => ({ name: s.name, port: s.port, welcome: s.name === 'echo-debug' }))
+      await app.register(ui, { echoServers })
     }
   }
 }
@@ -77,7 +101,7 @@ export async function startEchohub (config: Config, options: StartOptions): Prom
     const app = Fastify({ loggerInstance: options.logger.child({ server: name }, { level }) })
     try {
       await app.register(echohubRegistry, { registry })
-      await def.setup(app, config)
+      await def.setup(app, config, servers)
       await app.register(stats)
       await app.listen({ host: config.host, port: config[def.portKey] })
     } catch (err) {
