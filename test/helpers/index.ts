@@ -14,9 +14,10 @@ export async function listen (t: Test, setup: (app: FastifyInstance) => Promise<
   return { app, port: address.port, url: `ws://127.0.0.1:${address.port}` }
 }
 
-/** Opens a ws client and waits until it is open; terminated in teardown. */
+/** Opens a ws client and waits until it is open; terminated in teardown. Messages are queued from the start. */
 export async function connect (t: Test, url: string, options?: ClientOptions): Promise<WebSocket> {
   const ws = new WebSocket(url, options)
+  inbox(ws)
   t.teardown(() => ws.terminate())
   await new Promise<void>((resolve, reject) => {
     ws.once('open', () => resolve())
@@ -31,16 +32,43 @@ export interface Received {
   text: string
 }
 
-/** The next message a socket receives. */
-export function nextMessage (ws: WebSocket): Promise<Received> {
-  return new Promise((resolve, reject) => {
-    const onClose = (code: number) => reject(new Error(`closed with ${code} before a message arrived`))
-    ws.once('close', onClose)
-    ws.once('message', (data: Buffer, isBinary: boolean) => {
-      ws.off('close', onClose)
-      resolve({ data, isBinary, text: data.toString() })
-    })
+interface Inbox {
+  queue: Received[]
+  waiting: Array<{ resolve: (m: Received) => void, reject: (e: Error) => void }>
+  closeCode: number | undefined
+}
+const inboxes = new WeakMap<WebSocket, Inbox>()
+
+/**
+ * Queues a socket's messages as they arrive. A frame sent right after the handshake can be
+ * delivered before an `await connect()` resumes, so listening late would lose it.
+ */
+function inbox (ws: WebSocket): Inbox {
+  let box = inboxes.get(ws)
+  if (box !== undefined) return box
+  const created: Inbox = { queue: [], waiting: [], closeCode: undefined }
+  ws.on('message', (data: Buffer, isBinary: boolean) => {
+    const m = { data, isBinary, text: data.toString() }
+    const waiter = created.waiting.shift()
+    if (waiter !== undefined) waiter.resolve(m)
+    else created.queue.push(m)
   })
+  ws.on('close', (code: number) => {
+    created.closeCode = code
+    for (const w of created.waiting.splice(0)) w.reject(new Error(`closed with ${code} before a message arrived`))
+  })
+  inboxes.set(ws, created)
+  box = created
+  return box
+}
+
+/** The next message a socket receives (including ones that arrived before this call). */
+export function nextMessage (ws: WebSocket): Promise<Received> {
+  const box = inbox(ws)
+  const queued = box.queue.shift()
+  if (queued !== undefined) return Promise.resolve(queued)
+  if (box.closeCode !== undefined) return Promise.reject(new Error(`closed with ${box.closeCode}`))
+  return new Promise((resolve, reject) => box.waiting.push({ resolve, reject }))
 }
 
 /** The next message, parsed as JSON. */

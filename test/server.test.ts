@@ -1,0 +1,86 @@
+import t from 'tap'
+import net from 'node:net'
+import { networkInterfaces } from 'node:os'
+import { pino } from 'pino'
+import { parseConfig, startEchohub, VERSION, type Config } from '../src/index.js'
+import { clientUrls } from '../src/server.js'
+import { closed, connect, nextJson, nextMessage } from './helpers/index.js'
+import pkg from '../package.json' with { type: 'json' }
+
+const silent = pino({ level: 'silent' })
+
+function testConfig (extra: string[] = []): Config {
+  const parsed = parseConfig(['--host', '127.0.0.1', '--echo-port', '0', '--debug-port', '0', '--chat-port', '0', ...extra], {})
+  if (parsed.help) throw new Error('unexpected')
+  return parsed.config
+}
+
+t.test('runs echo and echo-debug on their own ports over one registry', async (t) => {
+  const hub = await startEchohub(testConfig(['--only', 'echo,echo-debug']), { logger: silent })
+  t.teardown(() => hub.close())
+  t.same(hub.servers.map((s) => s.name), ['echo', 'echo-debug'])
+  const [echoServer, debugServer] = hub.servers
+  t.not(echoServer!.port, debugServer!.port)
+  t.same(echoServer!.urls, [`ws://127.0.0.1:${echoServer!.port}/`, `ws://127.0.0.1:${echoServer!.port}/raw`])
+
+  const plain = await connect(t, `ws://127.0.0.1:${echoServer!.port}/`)
+  plain.send('hi')
+  const envelope = await nextJson(plain)
+  t.equal(envelope.server_info, 'echohub echo server')
+  t.equal(envelope.message_id, 1)
+
+  const debug = await connect(t, `ws://127.0.0.1:${debugServer!.port}/`)
+  const welcome = await nextJson(debug)
+  t.equal(welcome.type, 'welcome', 'echo-debug greets')
+  t.equal(welcome.client_id, 2, 'client_id counts connections of the whole process')
+  t.equal(welcome.server_info, 'echohub echo server (debug)')
+  debug.send('x')
+  t.equal((await nextJson(debug)).server_info, 'echohub echo server (debug)')
+
+  const stats = await (await fetch(`http://127.0.0.1:${echoServer!.port}/stats`)).json() as Record<string, any>
+  t.equal(stats.server_info, `echohub ${VERSION}`)
+  t.same(Object.keys(stats.endpoints), ['echo', 'echo-debug'], '/stats on one port covers every server')
+  t.equal(stats.connections.current, 2)
+})
+
+t.test('--only runs just the named servers', async (t) => {
+  const hub = await startEchohub(testConfig(['--only', 'echo-debug']), { logger: silent })
+  t.teardown(() => hub.close())
+  t.same(hub.servers.map((s) => s.name), ['echo-debug'])
+})
+
+t.test('close() drains: clients get 1001 with a reason and the registry empties', async (t) => {
+  const hub = await startEchohub(testConfig(), { logger: silent })
+  const port = hub.servers[0]!.port
+  const ws = await connect(t, `ws://127.0.0.1:${port}/raw`)
+  ws.send('x')
+  await nextMessage(ws)
+  const closing = closed(ws)
+  await hub.close()
+  t.same(await closing, { code: 1001, reason: 'server shutting down' })
+  t.equal(hub.registry.draining, true)
+  t.equal(hub.registry.connections.size, 0)
+})
+
+t.test('a port in use fails with a clear error naming the port and the flag', async (t) => {
+  const blocker = net.createServer()
+  await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => blocker.close())
+  const port = (blocker.address() as net.AddressInfo).port
+  await t.rejects(startEchohub(testConfig(['--debug-port', String(port)]), { logger: silent }), {
+    code: 'ECHOHUB_ERR_PORT_IN_USE',
+    message: new RegExp(`port ${port} \\(echo-debug server\\) is already in use.*--debug-port`)
+  })
+})
+
+t.test('start-up URLs: localhost plus each LAN IPv4 on 0.0.0.0, only the bound address otherwise', async (t) => {
+  const lan = Object.values(networkInterfaces()).flat().filter((a) => a !== undefined && a.family === 'IPv4' && !a.internal).map((a) => a!.address)
+  const paths = [{ scheme: 'ws' as const, path: '/' }]
+  t.same(clientUrls('0.0.0.0', 8765, paths), ['ws://localhost:8765/', ...lan.map((a) => `ws://${a}:8765/`)])
+  t.same(clientUrls('127.0.0.1', 8765, paths), ['ws://127.0.0.1:8765/'], 'none when bound to loopback')
+  t.same(clientUrls('::1', 1, paths), ['ws://[::1]:1/'])
+})
+
+t.test('VERSION matches package.json', async (t) => {
+  t.equal(VERSION, pkg.version)
+})
