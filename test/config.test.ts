@@ -54,3 +54,31 @@ t.test('--help lists every flag with its environment variable and default', asyn
     if (s.default !== undefined) t.match(text, `[${s.default}]`)
   }
 })
+
+t.test('the chat settings: port, CORS origins and chat limits, from flags or environment', async (t) => {
+  const c = config([])
+  t.same([c.chatPort, c.origins, c.chatMaxPayload, c.rateLimit, c.rateBurst, c.maxBuffered], [5000, '*', 65536, 20, 40, 4194304], 'defaults match the SPEC')
+  t.equal(config([], { CHAT_PORT: '5001' }).chatPort, 5001)
+  t.same(config(['--only', 'chat']).servers, ['chat'])
+  t.same(config(['--origins', 'https://app.example.com, http://192.168.1.20:3000/']).origins, ['https://app.example.com', 'http://192.168.1.20:3000'], 'a list, trailing slash dropped')
+  t.same(config([], { ORIGINS: 'http://LOCALHOST:8080' }).origins, ['http://localhost:8080'], 'host case does not matter')
+  t.equal(config(['--origins', '*']).origins, '*')
+  t.equal(config(['--chat-max-payload', '1024']).chatMaxPayload, 1024)
+  t.equal(config([], { RATE_LIMIT: '0' }).rateLimit, 0, 'rate limit 0 turns it off')
+  t.equal(config(['--rate-burst', '5'], { RATE_BURST: '9' }).rateBurst, 5, 'the flag wins')
+  t.equal(config([], { MAX_BUFFERED: '1048576' }).maxBuffered, 1048576)
+  const bad: Array<[string[], NodeJS.ProcessEnv, RegExp]> = [
+    [['--chat-port', '99999'], {}, /--chat-port must be a port number/],
+    [['--origins', 'example.com'], {}, /--origins takes \* or origins like https:\/\/example\.com/],
+    [['--origins', 'https://example.com/app'], {}, /no path/],
+    [['--origins', 'ftp://example.com'], {}, /--origins takes/],
+    [[], { ORIGINS: ' , ' }, /ORIGINS must be \*/],
+    [['--chat-max-payload', '0'], {}, /--chat-max-payload must be a whole number from 1 up/],
+    [['--rate-limit=-1'], {}, /--rate-limit must be a whole number from 0 up/],
+    [['--rate-burst', '1.5'], {}, /--rate-burst must be a whole number/],
+    [[], { MAX_BUFFERED: 'lots' }, /MAX_BUFFERED must be a whole number/]
+  ]
+  for (const [argv, env, message] of bad) {
+    t.throws(() => parseConfig(argv, env), { code: 'ECHOHUB_ERR_INVALID_CONFIG', message }, argv.join(' ') || JSON.stringify(env))
+  }
+})
