@@ -4,6 +4,7 @@
 import type { FastifyBaseLogger, FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import type { WebSocket } from 'ws'
+import { DEFAULT_LIMITS } from '../src/limits.js'
 import { ensureInfrastructure, socketError, tooBig } from './registry.js'
 import type { Connection, EndpointStats } from '../src/registry.js'
 import {
@@ -70,10 +71,10 @@ export interface ChatOptions {
 }
 
 const PLUGIN = 'echohub-chat'
-export const CHAT_MAX_PAYLOAD = 64 * 1024
-export const CHAT_RATE_LIMIT = 20
-export const CHAT_RATE_BURST = 40
-export const CHAT_MAX_BUFFERED = 4 * 1024 * 1024
+export const CHAT_MAX_PAYLOAD = DEFAULT_LIMITS.chatMaxPayload
+export const CHAT_RATE_LIMIT = DEFAULT_LIMITS.rateLimit
+export const CHAT_RATE_BURST = DEFAULT_LIMITS.rateBurst
+export const CHAT_MAX_BUFFERED = DEFAULT_LIMITS.maxBuffered
 const TEXT = { binary: false } as const
 const OPEN = 1 // WebSocket.OPEN
 

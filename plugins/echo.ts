@@ -9,6 +9,7 @@ import { echoEnvelopeSerializer, echoWelcome } from '../src/messages.js'
 import { booleanOption, integerOption, pathOption, stringOption } from '../src/options.js'
 import { hexPreview, logsAt, preview } from '../src/format.js'
 import { InvalidOptionError } from '../src/errors.js'
+import { DEFAULT_LIMITS } from '../src/limits.js'
 
 export interface EchoOptions {
   /** Where the envelope echo listens (default `/`). The plain echo is at `<path>/raw`. */
@@ -32,7 +33,9 @@ export interface EchoOptions {
 }
 
 const PLUGIN = 'echohub-echo'
-export const ECHO_MAX_PAYLOAD = 1024 * 1024
+export const ECHO_MAX_PAYLOAD = DEFAULT_LIMITS.echoMaxPayload
+/** Unsent bytes per client above which the echo stops reading from it. */
+export const ECHO_HIGH_WATER = 1024 * 1024
 const TEXT = { binary: false } as const
 const BINARY = { binary: true } as const
 
@@ -74,11 +77,30 @@ const echoRoutes: FastifyPluginAsync<EchoOptions> = async (app, opts) => {
   endpoint.limits.max_payload = settings.maxPayload
   const envelope = echoEnvelopeSerializer(settings.serverInfo)
 
+  type Reply = (data: Buffer, isBinary: boolean) => void
+
   /** Opens the connection in the registry and wires the listeners every echo socket needs. */
-  function accept (socket: WebSocket, request: FastifyRequest, onMessage: (conn: Connection, data: Buffer, isBinary: boolean) => void): Connection {
+  function accept (socket: WebSocket, request: FastifyRequest, onMessage: (conn: Connection, data: Buffer, isBinary: boolean, reply: Reply) => void): Connection {
     const conn = registry.open(endpoint, request.raw.socket?.remoteAddress, request.raw.socket?.remotePort)
     const log = request.log
     log.info({ client: conn.peer, connections: registry.connections.size, path: request.url }, 'client connected')
+
+    // A client that does not read its replies would make them pile up in memory: past
+    // ECHO_HIGH_WATER unsent bytes the endpoint stops reading from it, and resumes once the frame
+    // that crossed the mark has been written out.
+    const resume = () => { if (socket.readyState === socket.OPEN) socket.resume() }
+    const reply: Reply = (data, isBinary) => {
+      conn.sent(data.length)
+      if (socket.bufferedAmount + data.length <= ECHO_HIGH_WATER || socket.isPaused) {
+        socket.send(data, isBinary ? BINARY : TEXT)
+        return
+      }
+      socket.pause()
+      registry.hit('echo_backpressure')
+      log.warn({ client: conn.peer, buffered: socket.bufferedAmount }, 'client is not reading its echoes; paused reading from it until they drain')
+      socket.send(data, isBinary ? BINARY : TEXT, resume)
+    }
+
     socket.on('message', (data: Buffer, isBinary: boolean) => {
       conn.received(data.length)
       if (data.length > settings.maxPayload) {
@@ -86,43 +108,40 @@ const echoRoutes: FastifyPluginAsync<EchoOptions> = async (app, opts) => {
         return
       }
       if (settings.debug) logFrame(request, conn, data, isBinary)
-      onMessage(conn, data, isBinary)
+      onMessage(conn, data, isBinary, reply)
     })
     socket.on('error', (err: NodeJS.ErrnoException) => socketError(registry, log, conn, err))
     socket.on('close', (code: number, reason: Buffer) => {
       conn.remove()
       log.info({ client: conn.peer, code, reason: preview(reason.toString()), messages: conn.messagesReceived, connections: registry.connections.size }, 'client disconnected')
     })
-    if (settings.welcome !== undefined) {
-      send(socket, conn, Buffer.from(echoWelcome(settings.welcome, conn.id, settings.serverInfo)), false)
-    }
+    if (settings.welcome !== undefined) reply(Buffer.from(echoWelcome(settings.welcome, conn.id, settings.serverInfo)), false)
     return conn
   }
 
   function envelopeEcho (socket: WebSocket, request: FastifyRequest): void {
-    const clientJson = JSON.stringify(accept(socket, request, onMessage).peer)
     const log = request.log
-    function onMessage (conn: Connection, data: Buffer, isBinary: boolean): void {
+    const clientJson = JSON.stringify(accept(socket, request, (conn, data, isBinary, reply) => {
       if (isBinary) {
         if (logsAt(log, 'info')) log.info({ client: conn.peer, n: conn.messagesReceived, bytes: data.length }, 'binary message received')
-        send(socket, conn, data, true)
+        reply(data, true)
         return
       }
       const text = data.toString()
       const infoOn = logsAt(log, 'info')
       if (infoOn) log.info({ client: conn.peer, n: conn.messagesReceived, text: preview(text) }, 'message received')
-      send(socket, conn, Buffer.from(envelope(text, clientJson, conn.messagesReceived)), false)
+      reply(Buffer.from(envelope(text, clientJson, conn.messagesReceived)), false)
       if (infoOn) log.info({ client: conn.peer, message_id: conn.messagesReceived }, 'echo sent')
-    }
+    }).peer)
   }
 
   function rawEcho (socket: WebSocket, request: FastifyRequest): void {
     const log = request.log
-    accept(socket, request, (conn, data, isBinary) => {
+    accept(socket, request, (conn, data, isBinary, reply) => {
       if (logsAt(log, 'info')) {
         log.info({ client: conn.peer, n: conn.messagesReceived, ...(isBinary ? { bytes: data.length } : { text: preview(data.toString()) }) }, 'message received')
       }
-      send(socket, conn, data, isBinary)
+      reply(data, isBinary)
     })
   }
 
@@ -130,11 +149,6 @@ const echoRoutes: FastifyPluginAsync<EchoOptions> = async (app, opts) => {
   app.route({ method: 'GET', url: path, handler: notUpgraded, wsHandler: envelopeEcho })
   if (raw) app.route({ method: 'GET', url: path === '/' ? '/raw' : `${path}/raw`, handler: notUpgraded, wsHandler: rawEcho })
   if (anyPath) app.route({ method: 'GET', url: path === '/' ? '/*' : `${path}/*`, handler: notUpgraded, wsHandler: envelopeEcho })
-}
-
-function send (socket: WebSocket, conn: Connection, data: Buffer, isBinary: boolean): void {
-  socket.send(data, isBinary ? BINARY : TEXT)
-  conn.sent(data.length)
 }
 
 function logFrame (request: FastifyRequest, conn: Connection, data: Buffer, isBinary: boolean): void {

@@ -1,17 +1,22 @@
 // The infrastructure every echohub plugin stands on: one ConnectionRegistry per app (or one handed
 // in, shared by several apps) and @fastify/websocket, registered exactly once.
-import type { FastifyBaseLogger, FastifyInstance, FastifyPluginAsync } from 'fastify'
+import type { FastifyBaseLogger, FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import websocket from '@fastify/websocket'
 import type { WebSocket } from 'ws'
 import { ConnectionRegistry, type Connection } from '../src/registry.js'
-import { integerOption } from '../src/options.js'
+import { describe, integerOption, stringOption } from '../src/options.js'
+import { AccessPolicy, TOKEN_REQUIRED } from '../src/access.js'
+import { DEFAULT_LIMITS } from '../src/limits.js'
+import { formatPeer, plainAddress } from '../src/format.js'
 import { InvalidOptionError } from '../src/errors.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
     /** echohub's connection registry, shared by all echohub plugins of this app. */
     echohub: ConnectionRegistry
+    /** Who may connect and read the stats: the Origin allowlist and the optional token. */
+    echohubAccess: AccessPolicy
   }
 }
 
@@ -20,38 +25,129 @@ export interface RegistryPluginOptions {
   registry?: ConnectionRegistry
   /** How long closing the app waits for WebSocket clients to finish closing, in ms (default 5000). */
   shutdownTimeout?: number
+  /** Connections the registry holds at most, all endpoints together; over it an upgrade gets 503 (default 10000). */
+  maxConnections?: number
+  /** Connections from one client address at most; over it an upgrade gets 429 (default 1000). */
+  maxConnectionsPerIp?: number
+  /** Ping period in ms; a client that has not answered the previous ping is cut off. 0 turns it off (default 30000). */
+  heartbeatInterval?: number
+  /** Allowed `Origin`s on the upgrade: `*` (default) or a list; refused ones get 403. */
+  origins?: '*' | string[]
+  /** Require this token on upgrades, /stats and /metrics (Bearer header or `?token=`); off by default. */
+  authToken?: string
 }
 
 export const SHUTDOWN_REASON = 'server shutting down'
+const PLUGIN = 'echohub-registry'
 const DEFAULT_WS_MAX_PAYLOAD = 64 * 1024
 /** Marks an app whose @fastify/websocket echohub registered, so its settings are echohub's to tune. */
 const kOwnsWebsocket = Symbol('echohub.ownsWebsocket')
 
-const registryPlugin: FastifyPluginAsync<RegistryPluginOptions> = async (app, opts) => {
+function readOptions (opts: RegistryPluginOptions) {
   if (opts.registry !== undefined && !(opts.registry instanceof ConnectionRegistry)) {
-    throw new InvalidOptionError('echohub-registry', 'registry', 'must be a ConnectionRegistry')
+    throw new InvalidOptionError(PLUGIN, 'registry', 'must be a ConnectionRegistry')
   }
-  const shutdownTimeout = integerOption('echohub-registry', opts, 'shutdownTimeout', 5000, 0)
-  const registry = opts.registry ?? new ConnectionRegistry()
-  registry.limitSettings.shutdown_timeout_ms = shutdownTimeout
-  app.decorate('echohub', registry)
+  const origins = opts.origins ?? '*'
+  if (origins !== '*' && !(Array.isArray(origins) && origins.every((o) => typeof o === 'string' && o !== ''))) {
+    throw new InvalidOptionError(PLUGIN, 'origins', `must be "*" or an array of origins, got ${describe(origins)}`)
+  }
+  return {
+    shutdownTimeout: integerOption(PLUGIN, opts, 'shutdownTimeout', DEFAULT_LIMITS.shutdownTimeout, 0),
+    maxConnections: integerOption(PLUGIN, opts, 'maxConnections', DEFAULT_LIMITS.maxConnections, 1),
+    maxConnectionsPerIp: integerOption(PLUGIN, opts, 'maxConnectionsPerIp', DEFAULT_LIMITS.maxConnectionsPerIp, 1),
+    heartbeatInterval: integerOption(PLUGIN, opts, 'heartbeatInterval', DEFAULT_LIMITS.heartbeatInterval, 0),
+    access: new AccessPolicy({ origins, authToken: opts.authToken === undefined ? undefined : stringOption(PLUGIN, opts, 'authToken', '') })
+  }
+}
 
-  if (app.hasDecorator('websocketServer')) return
-  await app.register(websocket, {
-    options: { maxPayload: DEFAULT_WS_MAX_PAYLOAD },
-    // ws has already answered a protocol error with the right close code (1002, 1007, 1009) and
-    // the endpoint's own listener logs and counts it; anything else is a bug in a handler.
-    errorHandler (error, socket, request) {
-      if ((error as NodeJS.ErrnoException).code?.startsWith('WS_ERR_') === true) return
-      request.log.error({ err: error }, 'websocket handler failed')
-      socket.terminate()
-    },
-    preClose: async function closeClients (this: FastifyInstance) {
-      registry.startDraining()
-      await closeAll(this.websocketServer.clients, shutdownTimeout)
-    }
+const registryPlugin: FastifyPluginAsync<RegistryPluginOptions> = async (app, opts) => {
+  const settings = readOptions(opts)
+  const registry = opts.registry ?? new ConnectionRegistry()
+  Object.assign(registry.limitSettings, {
+    max_connections: settings.maxConnections,
+    max_connections_per_ip: settings.maxConnectionsPerIp,
+    heartbeat_interval_ms: settings.heartbeatInterval,
+    shutdown_timeout_ms: settings.shutdownTimeout,
+    origins: settings.access.origins === '*' ? '*' : [...settings.access.origins].join(','),
+    auth: settings.access.authRequired
   })
-  app.decorate(kOwnsWebsocket, true)
+  app.decorate('echohub', registry)
+  app.decorate('echohubAccess', settings.access)
+
+  if (!app.hasDecorator('websocketServer')) {
+    await app.register(websocket, {
+      options: { maxPayload: DEFAULT_WS_MAX_PAYLOAD },
+      // ws has already answered a protocol error with the right close code (1002, 1007, 1009) and
+      // the endpoint's own listener logs and counts it; anything else is a bug in a handler.
+      errorHandler (error, socket, request) {
+        if ((error as NodeJS.ErrnoException).code?.startsWith('WS_ERR_') === true) return
+        request.log.error({ err: error }, 'websocket handler failed')
+        socket.terminate()
+      },
+      preClose: async function closeClients (this: FastifyInstance) {
+        registry.startDraining()
+        await closeAll(this.websocketServer.clients, settings.shutdownTimeout)
+      }
+    })
+    app.decorate(kOwnsWebsocket, true)
+  }
+
+  app.addHook('onRequest', async (request, reply) => {
+    if (request.ws) return admit(request, reply, registry, settings)
+  })
+  if (settings.heartbeatInterval > 0) startHeartbeat(app, registry, settings.heartbeatInterval)
+}
+
+/**
+ * Refuses an upgrade with an HTTP status and a JSON body before any WebSocket exists. The checks
+ * and the handler that opens the connection run without yielding to other sockets' I/O, so two
+ * upgrades cannot both pass the last free slot.
+ */
+function admit (request: FastifyRequest, reply: FastifyReply, registry: ConnectionRegistry, settings: ReturnType<typeof readOptions>): FastifyReply | undefined {
+  const refuse = (status: number, limit: string, error: string, message: string, retryAfter?: number) => {
+    registry.hit(limit)
+    request.log.warn({ client: formatPeer(request.raw.socket?.remoteAddress, request.raw.socket?.remotePort), url: request.url, status, limit }, `upgrade refused: ${message}`)
+    if (retryAfter !== undefined) reply.header('retry-after', String(retryAfter))
+    return reply.code(status).send({ error, message })
+  }
+  if (registry.draining) return refuse(503, 'draining', 'shutting_down', 'the server is shutting down', 5)
+  if (!settings.access.authorized(request)) {
+    return refuse(401, 'auth', 'unauthorized', TOKEN_REQUIRED)
+  }
+  if (!settings.access.originAllowed(request)) {
+    return refuse(403, 'origin', 'origin_not_allowed', `origin ${String(request.headers.origin)} is not allowed (see --origins)`)
+  }
+  if (registry.connections.size >= settings.maxConnections) {
+    return refuse(503, 'max_connections', 'server_full', `the server holds its maximum of ${settings.maxConnections} connections`, 5)
+  }
+  const address = request.raw.socket?.remoteAddress
+  if (address !== undefined && registry.connectionsFrom(address) >= settings.maxConnectionsPerIp) {
+    return refuse(429, 'max_connections_per_ip', 'too_many_connections', `${plainAddress(address)} already holds the maximum of ${settings.maxConnectionsPerIp} connections`, 5)
+  }
+  return undefined
+}
+
+/** Pings every client each period; one that has not answered the previous ping is terminated. */
+function startHeartbeat (app: FastifyInstance, registry: ConnectionRegistry, interval: number): void {
+  const awaitingPong = new WeakSet<WebSocket>()
+  app.websocketServer.on('connection', (ws: WebSocket) => {
+    ws.on('pong', () => awaitingPong.delete(ws))
+  })
+  const timer = setInterval(() => {
+    for (const ws of app.websocketServer.clients) {
+      if (ws.readyState !== ws.OPEN) continue
+      if (awaitingPong.has(ws)) {
+        registry.hit('heartbeat_timeout')
+        app.log.warn({ interval_ms: interval }, 'client missed a heartbeat ping; connection terminated')
+        ws.terminate()
+      } else {
+        awaitingPong.add(ws)
+        ws.ping()
+      }
+    }
+  }, interval)
+  timer.unref()
+  app.addHook('onClose', async () => clearInterval(timer))
 }
 
 /** Closes every client with 1001 and waits for them, at most `timeout` ms; then cuts the rest off. */
@@ -67,6 +163,8 @@ async function closeAll (clients: Set<WebSocket>, timeout: number): Promise<void
   await Promise.race([Promise.all(closed), timedOut])
   clearTimeout(timer)
   for (const ws of open) if (ws.readyState !== ws.CLOSED) ws.terminate()
+  // A terminated socket still emits 'close' (and so leaves the registry) a moment later.
+  await Promise.all(closed)
 }
 
 export const echohubRegistry = fp(registryPlugin, { name: 'echohub-registry', fastify: '5.x' })

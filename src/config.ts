@@ -2,6 +2,7 @@
 // side by side, so the CLI, `--help` and the README can never disagree.
 import { parseArgs } from 'node:util'
 import { InvalidConfigError } from './errors.js'
+import { DEFAULT_LIMITS } from './limits.js'
 
 export const SERVER_NAMES = ['echo', 'echo-debug', 'chat'] as const
 export type ServerName = (typeof SERVER_NAMES)[number]
@@ -21,10 +22,16 @@ export interface Config {
   serverInfo: string
   /** Allowed browser origins: `*` for any, else exact origins like `https://example.com`. */
   origins: '*' | string[]
+  echoMaxPayload: number
   chatMaxPayload: number
+  maxConnections: number
+  maxConnectionsPerIp: number
   rateLimit: number
   rateBurst: number
+  heartbeatInterval: number
   maxBuffered: number
+  authToken: string | undefined
+  shutdownTimeout: number
 }
 
 type Kind = 'string' | 'port' | 'servers' | 'logLevel' | 'logFormat' | 'count' | 'origins'
@@ -51,10 +58,16 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'logFormat', flag: 'log-format', env: 'LOG_FORMAT', kind: 'logFormat', default: undefined, help: 'json|pretty (default: pretty on a terminal, json otherwise)' },
   { key: 'serverInfo', flag: 'server-info', env: 'SERVER_INFO', kind: 'string', default: 'echohub echo server', help: 'server_info string in echo replies' },
   { key: 'origins', flag: 'origins', env: 'ORIGINS', kind: 'origins', default: '*', help: 'allowed browser origins, comma-separated, or * for any (CORS)' },
-  { key: 'chatMaxPayload', flag: 'chat-max-payload', env: 'CHAT_MAX_PAYLOAD', kind: 'count', min: 1, default: '65536', help: 'largest chat message in bytes; larger closes with 1009' },
-  { key: 'rateLimit', flag: 'rate-limit', env: 'RATE_LIMIT', kind: 'count', min: 0, default: '20', help: 'chat messages per second per connection (0: no limit)' },
-  { key: 'rateBurst', flag: 'rate-burst', env: 'RATE_BURST', kind: 'count', min: 1, default: '40', help: 'chat messages a connection may send at once' },
-  { key: 'maxBuffered', flag: 'max-buffered', env: 'MAX_BUFFERED', kind: 'count', min: 0, default: '4194304', help: "a chat client's unsent bytes before it is dropped (0: no cap)" }
+  { key: 'echoMaxPayload', flag: 'echo-max-payload', env: 'ECHO_MAX_PAYLOAD', kind: 'count', min: 1, default: String(DEFAULT_LIMITS.echoMaxPayload), help: 'largest echo message in bytes; larger closes with 1009' },
+  { key: 'chatMaxPayload', flag: 'chat-max-payload', env: 'CHAT_MAX_PAYLOAD', kind: 'count', min: 1, default: String(DEFAULT_LIMITS.chatMaxPayload), help: 'largest chat message in bytes; larger closes with 1009' },
+  { key: 'maxConnections', flag: 'max-connections', env: 'MAX_CONNECTIONS', kind: 'count', min: 1, default: String(DEFAULT_LIMITS.maxConnections), help: 'connections per process, all servers together (over: HTTP 503)' },
+  { key: 'maxConnectionsPerIp', flag: 'max-connections-per-ip', env: 'MAX_CONNECTIONS_PER_IP', kind: 'count', min: 1, default: String(DEFAULT_LIMITS.maxConnectionsPerIp), help: 'connections from one client address (over: HTTP 429)' },
+  { key: 'rateLimit', flag: 'rate-limit', env: 'RATE_LIMIT', kind: 'count', min: 0, default: String(DEFAULT_LIMITS.rateLimit), help: 'chat messages per second per connection (0: no limit)' },
+  { key: 'rateBurst', flag: 'rate-burst', env: 'RATE_BURST', kind: 'count', min: 1, default: String(DEFAULT_LIMITS.rateBurst), help: 'chat messages a connection may send at once' },
+  { key: 'heartbeatInterval', flag: 'heartbeat-interval', env: 'HEARTBEAT_INTERVAL', kind: 'count', min: 0, default: String(DEFAULT_LIMITS.heartbeatInterval), help: 'ping period in ms; a client that missed the last ping is cut off (0: off)' },
+  { key: 'maxBuffered', flag: 'max-buffered', env: 'MAX_BUFFERED', kind: 'count', min: 0, default: String(DEFAULT_LIMITS.maxBuffered), help: "a chat client's unsent bytes before it is dropped (0: no cap)" },
+  { key: 'authToken', flag: 'auth-token', env: 'AUTH_TOKEN', kind: 'string', default: undefined, help: 'require this token on upgrades, /stats and /metrics (Bearer or ?token=)' },
+  { key: 'shutdownTimeout', flag: 'shutdown-timeout', env: 'SHUTDOWN_TIMEOUT', kind: 'count', min: 0, default: String(DEFAULT_LIMITS.shutdownTimeout), help: 'ms shutdown waits for clients to close before cutting them off' }
 ]
 
 export function helpText (): string {

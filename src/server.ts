@@ -32,7 +32,7 @@ const DEFINITIONS: Record<ServerName, ServerDefinition> = {
     portFlag: '--echo-port',
     paths: [{ scheme: 'ws', path: '/' }, { scheme: 'ws', path: '/raw' }],
     async setup (app, config) {
-      await app.register(echo, { name: 'echo', serverInfo: config.serverInfo })
+      await app.register(echo, { name: 'echo', serverInfo: config.serverInfo, maxPayload: config.echoMaxPayload })
     }
   },
   'echo-debug': {
@@ -41,7 +41,7 @@ const DEFINITIONS: Record<ServerName, ServerDefinition> = {
     paths: [{ scheme: 'ws', path: '/' }, { scheme: 'ws', path: '/raw' }],
     verbose: true,
     async setup (app, config) {
-      await app.register(echo, { name: 'echo-debug', serverInfo: `${config.serverInfo} (debug)`, welcome: true, debug: true })
+      await app.register(echo, { name: 'echo-debug', serverInfo: `${config.serverInfo} (debug)`, welcome: true, debug: true, maxPayload: config.echoMaxPayload })
     }
   },
   chat: {
@@ -98,9 +98,18 @@ export async function startEchohub (config: Config, options: StartOptions): Prom
   for (const name of config.servers) {
     const def = DEFINITIONS[name]
     const level = config.logLevel ?? (def.verbose === true ? 'debug' : 'info')
-    const app = Fastify({ loggerInstance: options.logger.child({ server: name }, { level }) })
+    // Routing stays on while closing, so /health can answer 503 "draining" and upgrades a JSON refusal.
+    const app = Fastify({ loggerInstance: options.logger.child({ server: name }, { level }), return503OnClosing: false })
     try {
-      await app.register(echohubRegistry, { registry })
+      await app.register(echohubRegistry, {
+        registry,
+        maxConnections: config.maxConnections,
+        maxConnectionsPerIp: config.maxConnectionsPerIp,
+        heartbeatInterval: config.heartbeatInterval,
+        shutdownTimeout: config.shutdownTimeout,
+        origins: config.origins === '*' ? '*' : [...config.origins],
+        ...(config.authToken === undefined ? {} : { authToken: config.authToken })
+      })
       await def.setup(app, config, servers)
       await app.register(stats)
       await app.listen({ host: config.host, port: config[def.portKey] })

@@ -8,6 +8,7 @@ import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { SETTINGS } from '../src/config.js'
 import { closed, connect, nextJson } from './helpers/index.js'
+import { closeCode, isUpgraded, rawUpgrade } from './helpers/raw.js'
 
 const CLI = fileURLToPath(new URL('../dist/src/cli.js', import.meta.url))
 if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run "npm run build" first (npm test does)`)
@@ -55,6 +56,19 @@ t.test('starts both echo servers, logs connections as JSON lines, exits 0 on SIG
   const [code] = await once(child, 'exit')
   t.equal(code, 0, 'graceful exit')
   t.equal((await closing).code, 1001, 'the client got 1001')
+})
+
+t.test('a second signal while draining exits at once', async (t) => {
+  const child = run(t, ['--host', '127.0.0.1', '--echo-port', '0', '--only', 'echo', '--log-format', 'json', '--shutdown-timeout', '600000'])
+  const listening = await logLine(child, (l) => l.msg === 'echo listening')
+  const stubborn = await rawUpgrade(t, Number(listening.port))
+  if (!isUpgraded(stubborn)) throw new Error('not upgraded')
+  const gotClose = closeCode(stubborn) // never answered, so the first shutdown would wait ten minutes
+  child.kill('SIGTERM')
+  t.equal(await gotClose, 1001)
+  child.kill('SIGTERM')
+  const [code] = await once(child, 'exit')
+  t.equal(code, 1, 'ended by the second signal, not by the graceful path (which exits 0)')
 })
 
 t.test('a port in use exits 1 with one line naming the port and the flag', async (t) => {

@@ -5,6 +5,7 @@ import { pino } from 'pino'
 import { parseConfig, startEchohub, VERSION, type Config } from '../src/index.js'
 import { clientUrls } from '../src/server.js'
 import { closed, connect, nextJson, nextMessage } from './helpers/index.js'
+import { closeCode, frame, isUpgraded, rawUpgrade } from './helpers/raw.js'
 import pkg from '../package.json' with { type: 'json' }
 
 const silent = pino({ level: 'silent' })
@@ -60,6 +61,36 @@ t.test('close() drains: clients get 1001 with a reason and the registry empties'
   t.same(await closing, { code: 1001, reason: 'server shutting down' })
   t.equal(hub.registry.draining, true)
   t.equal(hub.registry.connections.size, 0)
+})
+
+t.test('while draining, /health answers 503 draining and new upgrades are refused with 503', async (t) => {
+  const hub = await startEchohub(testConfig(['--shutdown-timeout', '60000']), { logger: silent })
+  const port = hub.servers[0]!.port
+  const stubborn = await rawUpgrade(t, port)
+  if (!isUpgraded(stubborn)) throw new Error('not upgraded')
+  const gotClose = closeCode(stubborn) // it reads the close frame but never answers it
+  const closing = hub.close()
+  t.equal(await gotClose, 1001)
+  const health = await fetch(`http://127.0.0.1:${port}/health`)
+  t.equal(health.status, 503)
+  t.equal(((await health.json()) as { status: string }).status, 'draining')
+  const late = await rawUpgrade(t, port)
+  t.equal(isUpgraded(late) ? 101 : late.status, 503, 'no new connections while draining')
+  t.equal(isUpgraded(late) ? '' : JSON.parse(late.body).error, 'shutting_down')
+  // Not answering the close frame keeps it open until the timeout; end the wait by sending the close reply now.
+  stubborn.socket.end(frame(0x8, Buffer.from([0x03, 0xe9])))
+  await closing
+  t.equal(hub.registry.connections.size, 0)
+})
+
+t.test('shutdown cuts off clients that never finish closing once --shutdown-timeout passes', async (t) => {
+  const hub = await startEchohub(testConfig(['--shutdown-timeout', '50']), { logger: silent })
+  const stubborn = await rawUpgrade(t, hub.servers[0]!.port)
+  if (!isUpgraded(stubborn)) throw new Error('not upgraded')
+  const socketClosed = new Promise((resolve) => stubborn.socket.once('close', resolve))
+  await hub.close()
+  await socketClosed
+  t.equal(hub.registry.connections.size, 0, 'terminated and removed')
 })
 
 t.test('a port in use fails with a clear error naming the port and the flag', async (t) => {
