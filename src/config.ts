@@ -57,7 +57,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'logLevel', flag: 'log-level', env: 'LOG_LEVEL', kind: 'logLevel', default: undefined, help: `${LOG_LEVELS.join('|')} (default info; echo-debug logs at debug)` },
   { key: 'logFormat', flag: 'log-format', env: 'LOG_FORMAT', kind: 'logFormat', default: undefined, help: 'json|pretty (default: pretty on a terminal, json otherwise)' },
   { key: 'serverInfo', flag: 'server-info', env: 'SERVER_INFO', kind: 'string', default: 'echohub echo server', help: 'server_info string in echo replies' },
-  { key: 'origins', flag: 'origins', env: 'ORIGINS', kind: 'origins', default: '*', help: 'allowed browser origins, comma-separated, or * for any (CORS)' },
+  { key: 'origins', flag: 'origins', env: 'ORIGINS', kind: 'origins', default: '*', help: 'allowed browser origins, comma-separated, or * for any: CORS and the check on the upgrade' },
   { key: 'echoMaxPayload', flag: 'echo-max-payload', env: 'ECHO_MAX_PAYLOAD', kind: 'count', min: 1, default: String(DEFAULT_LIMITS.echoMaxPayload), help: 'largest echo message in bytes; larger closes with 1009' },
   { key: 'chatMaxPayload', flag: 'chat-max-payload', env: 'CHAT_MAX_PAYLOAD', kind: 'count', min: 1, default: String(DEFAULT_LIMITS.chatMaxPayload), help: 'largest chat message in bytes; larger closes with 1009' },
   { key: 'maxConnections', flag: 'max-connections', env: 'MAX_CONNECTIONS', kind: 'count', min: 1, default: String(DEFAULT_LIMITS.maxConnections), help: 'connections per process, all servers together (over: HTTP 503)' },
