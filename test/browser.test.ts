@@ -208,3 +208,18 @@ t.test('the echo page learns the echo ports, shows the welcome, envelopes and bi
   t.equal(await plain.textContent(), '5 characters — same text as sent', '/raw echoes the text as is')
   noErrors(t, page)
 })
+
+t.test('with --auth-token, the page passes its ?token= on to the WebSocket and to /stats', { skip }, async (t) => {
+  const hub = await start(t, ['--only', 'chat', '--chat-port', '0', '--auth-token', 's3cret-token_42'])
+  const base = `http://127.0.0.1:${portOf(hub, 'chat')}`
+  const refused = await openPage(t, base + '/')
+  await refused.waitForSelector('#state[data-state="waiting"]')
+  t.match(await refused.textContent('#stats-state'), /HTTP 401/, 'without the token: no figures')
+  t.match(await refused.locator('#log .entry[data-type="close"]').first().textContent(), /could not connect/, 'and no connection')
+
+  const page = await openPage(t, base + '/?token=' + encodeURIComponent('s3cret-token_42'))
+  await connected(page)
+  await page.waitForFunction(() => document.querySelector('#stats-chat-clients')?.textContent === '1')
+  t.pass('with it: connected, and the figures show')
+  noErrors(t, refused, page)
+})
