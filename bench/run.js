@@ -97,8 +97,11 @@ async function stopAll () {
 process.on('exit', () => {
   for (const child of children) child.kill('SIGKILL')
 })
+let interrupted = null
 for (const signal of ['SIGINT', 'SIGTERM']) {
   process.on(signal, () => {
+    if (interrupted !== null) return
+    interrupted = signal
     console.error(`\nbench: ${signal}, stopping everything it started`)
     stopAll().finally(() => process.exit(130))
   })
@@ -562,10 +565,12 @@ async function main () {
   const results = []
   const warnings = []
   for (const scenario of selected) {
+    if (interrupted !== null) return
     const skip = {}
     for (const server of servers) skip[server.name] = await probe(server, scenario)
     for (let round = 1; round <= rounds; round++) {
       for (const server of servers) {
+        if (interrupted !== null) return
         const base = { scenario: scenario.name, server: server.name, round }
         if (skip[server.name]) {
           results.push({ ...base, skipped: skip[server.name] })
@@ -599,6 +604,7 @@ async function main () {
     }
   }
 
+  if (interrupted !== null) return
   const { rows, ratioRows, summary } = summarize(results, servers)
   console.log(`\n${table(rows)}\n`)
   console.log('CPU ms/1k: server CPU milliseconds per 1000 messages (per 1000 deliveries for broadcast); ' +
@@ -618,12 +624,17 @@ async function main () {
 }
 
 // Exit explicitly: the timeouts raced against each step would otherwise hold the process open.
+// After a signal, the handler stops everything and exits 130.
 try {
   await main()
-  await stopAll()
-  process.exit(0)
+  if (interrupted === null) {
+    await stopAll()
+    process.exit(0)
+  }
 } catch (err) {
-  console.error(`bench failed: ${err.stack ?? err}`)
-  await stopAll()
-  process.exit(1)
+  if (interrupted === null) {
+    console.error(`bench failed: ${err.stack ?? err}`)
+    await stopAll()
+    process.exit(1)
+  }
 }
