@@ -348,12 +348,21 @@ async function runLoad (server, scenario) {
   const child = startLoadgen(args)
   let start = null
   const outcome = new Promise((resolve) => {
+    // /proc/PID is gone if the server died: that ends the run with an error, not the runner
+    const sample = () => {
+      try {
+        return { cpu: cpuTicks(server.pid), wait: waitNs(server.pid), busy: machineBusyTicks(), t: process.hrtime.bigint(), rss: rssBytes(server.pid) }
+      } catch {
+        resolve({ error: `the server exited during the run: ${server.tail.slice(-2).join(' | ')}` })
+        return null
+      }
+    }
     readJsonLines(child.stdout, (msg) => {
       if (msg.event === 'measure') {
-        start = { cpu: cpuTicks(server.pid), wait: waitNs(server.pid), busy: machineBusyTicks(), t: process.hrtime.bigint() }
+        start = sample()
       } else if (msg.event === 'result' && start !== null) {
-        const end = { cpu: cpuTicks(server.pid), wait: waitNs(server.pid), busy: machineBusyTicks(), t: process.hrtime.bigint() }
-        resolve({ msg, start, end, rss: rssBytes(server.pid) })
+        const end = sample()
+        if (end !== null) resolve({ msg, start, end, rss: end.rss })
       } else if (msg.event === 'error') {
         resolve({ error: msg.message })
       }
@@ -523,7 +532,10 @@ function summarize (results, servers) {
       for (let round = 1; round <= rounds; round++) {
         const a = results.find((r) => r.scenario === scenario.name && r.server === 'echohub' && r.round === round)
         const b = results.find((r) => r.scenario === scenario.name && r.server === 'baseline' && r.round === round)
-        if (a && b && !a.skipped && !b.skipped && !a.error && !b.error) perRound.push(a[t.metric] / b[t.metric])
+        // a ratio of non-positive figures (RSS noise on a tiny idle run) means nothing
+        if (a && b && !a.skipped && !b.skipped && !a.error && !b.error && a[t.metric] > 0 && b[t.metric] > 0) {
+          perRound.push(a[t.metric] / b[t.metric])
+        }
       }
       const ratio = median(perRound)
       const pass = Number.isFinite(ratio) ? (t.op === '>=' ? ratio >= t.value : ratio <= t.value) : null
@@ -581,7 +593,12 @@ async function main () {
           continue
         }
         process.stdout.write(`  ${scenario.name} ${server.name} round ${round}... `)
-        const r = scenario.kind === 'idle' ? await runIdle(server, scenario) : await runLoad(server, scenario)
+        let r
+        try {
+          r = scenario.kind === 'idle' ? await runIdle(server, scenario) : await runLoad(server, scenario)
+        } catch (err) { // e.g. /proc/PID gone: the server died under load
+          r = { error: err.message }
+        }
         results.push({ ...base, ...r })
         if (r.error) {
           console.log(`error: ${r.error}`)
