@@ -41,9 +41,11 @@ let countdownTimer = 0
 let retryAt = 0
 let pingSentAt = 0
 
+const STATE_LABELS = { connecting: 'connecting…', open: 'connected', waiting: 'disconnected' }
+
 function setState (state, detail = '') {
   view.state.dataset.state = state
-  view.state.textContent = state
+  view.state.textContent = STATE_LABELS[state]
   view.detail.textContent = detail
   document.body.dataset.state = state
   const open = state === 'open'

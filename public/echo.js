@@ -27,9 +27,11 @@ let socket = null
 // What was sent and not yet echoed, oldest first, to tell whether each echo matches.
 let pending = []
 
+const STATE_LABELS = { connecting: 'connecting…', open: 'connected', closed: 'not connected' }
+
 function setState (state, detail = '') {
   view.state.dataset.state = state
-  view.state.textContent = state
+  view.state.textContent = STATE_LABELS[state]
   view.detail.textContent = detail
   document.body.dataset.state = state
   const open = state === 'open'

@@ -71,6 +71,7 @@ t.test('the chat page connects, shows its client_id and the live figures', { ski
   const page = await openPage(t, `http://127.0.0.1:${portOf(hub, 'chat')}/`)
   const clientId = await connected(page)
   t.same([...hub.registry.connections].map((c) => c.id), [clientId], 'the id shown is the server connection\'s')
+  t.equal(await page.textContent('#state'), 'connected')
   t.match(await page.textContent('#url'), new RegExp(`^ws://127\\.0\\.0\\.1:${portOf(hub, 'chat')}/ws$`), 'the ws URL comes from the page location')
   await page.waitForFunction(() => document.querySelector('#stats-chat-clients')?.textContent === '1')
   t.pass('the figures from /stats show one chat client')
@@ -152,7 +153,9 @@ t.test('the page reconnects by itself after the server stops and starts again on
   await connected(page)
   await first.close()
   await page.waitForSelector('#state[data-state="waiting"]')
+  t.equal(await page.textContent('#state'), 'disconnected')
   t.match(await page.textContent('#state-detail'), /^reconnecting in \d+ s$/, 'the page says when it tries again')
+  t.equal(await page.isVisible('#reconnect-now'), true, 'and offers to try now')
   t.match(await page.locator('#log .entry[data-type="close"]').first().textContent(), /1001/, 'the close code is logged')
 
   const second = await start(t, ['--only', 'chat', '--chat-port', String(port)])
