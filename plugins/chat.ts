@@ -4,6 +4,7 @@
 import type { FastifyBaseLogger, FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import type { WebSocket } from 'ws'
+import { Socket } from 'node:net'
 import { DEFAULT_LIMITS } from '../src/limits.js'
 import { ensureInfrastructure, socketError, tooBig } from './registry.js'
 import type { Connection, EndpointStats } from '../src/registry.js'
@@ -20,6 +21,7 @@ import {
   type JsonValue
 } from '../src/chat-messages.js'
 import { TokenBucket } from '../src/rate-limit.js'
+import { textFrame } from '../src/frames.js'
 import { integerOption, pathOption, stringOption, describe } from '../src/options.js'
 import { logsAt, preview } from '../src/format.js'
 import { InvalidOptionError } from '../src/errors.js'
@@ -81,6 +83,11 @@ const OPEN = 1 // WebSocket.OPEN
 /** One chat client: its socket, its registry entry and its rate limit state. */
 interface Client {
   socket: WebSocket
+  /**
+   * The TCP socket under `socket`, when broadcasts may be written to it directly: a real
+   * connection without extensions, whose frames ws writes straight through in order.
+   */
+  tcp: Socket | undefined
   conn: Connection
   bucket: TokenBucket | undefined
   /** Messages dropped by the rate limit since the last one let through. */
@@ -140,9 +147,50 @@ const chatRoutes: FastifyPluginAsync<ChatOptions> = async (app, opts) => {
   /** Sends one frame to one client, then drops the client if it is not reading what it is sent. */
   function deliver (client: Client, data: Buffer, log: FastifyBaseLogger): void {
     if (client.socket.readyState !== OPEN) return
+    // A reply must not overtake broadcasts already queued for this client.
+    if (pending.length > 0) flush(log)
     client.socket.send(data, TEXT)
     client.conn.sent(data.length)
+    checkBuffered(client, log)
+  }
+
+  function checkBuffered (client: Client, log: FastifyBaseLogger): void {
     if (maxBuffered > 0 && client.socket.bufferedAmount > maxBuffered) dropSlowConsumer(client, log)
+  }
+
+  // Broadcasts are queued and written out once per turn of the event loop: every message that
+  // arrived in one read is framed once, joined into one buffer, and that same buffer is written
+  // to each client in a single write.
+  const pending: Buffer[] = []
+  let pendingBytes = 0
+  let flushLog: FastifyBaseLogger = app.log
+
+  function queueBroadcast (data: Buffer, log: FastifyBaseLogger): void {
+    if (pending.length === 0) setImmediate(flush)
+    pending.push(data)
+    pendingBytes += data.length
+    flushLog = log
+  }
+
+  function flush (log: FastifyBaseLogger = flushLog): void {
+    if (pending.length === 0) return
+    const messages = pending.splice(0)
+    const bytes = pendingBytes
+    pendingBytes = 0
+    const framed = messages.length === 1 ? textFrame(messages[0]!) : Buffer.concat(messages.map(textFrame))
+    for (const client of clients) {
+      if (client.socket.readyState !== OPEN) continue
+      if (client.tcp !== undefined) {
+        client.tcp.write(framed)
+        client.conn.sent(bytes, messages.length)
+      } else {
+        for (const data of messages) {
+          client.socket.send(data, TEXT)
+          client.conn.sent(data.length)
+        }
+      }
+      checkBuffered(client, log)
+    }
   }
 
   function dropSlowConsumer (client: Client, log: FastifyBaseLogger): void {
@@ -186,9 +234,8 @@ const chatRoutes: FastifyPluginAsync<ChatOptions> = async (app, opts) => {
       return
     }
     const id = ++lastMessageId
-    // Serialized once; ws writes the same Buffer to every socket behind its own few header bytes.
     const data = Buffer.from(chatMessage(payloadJson, from.conn.id, id))
-    for (const client of clients) deliver(client, data, log)
+    queueBroadcast(data, log)
     if (logsAt(log, 'debug')) log.debug({ client: from.conn.peer, id, recipients: clients.size, bytes: data.length }, 'message broadcast')
   }
 
@@ -263,10 +310,12 @@ const chatRoutes: FastifyPluginAsync<ChatOptions> = async (app, opts) => {
   }
 
   function accept (socket: WebSocket, request: FastifyRequest): void {
-    const conn = registry.open(endpoint, request.socket.remoteAddress, request.socket.remotePort)
+    const tcp = request.raw.socket
+    const conn = registry.open(endpoint, tcp?.remoteAddress, tcp?.remotePort)
     const log = request.log
     const client: Client = {
       socket,
+      tcp: tcp instanceof Socket && socket.extensions === '' ? tcp : undefined,
       conn,
       bucket: rateLimit > 0 ? new TokenBucket(rateLimit, rateBurst) : undefined,
       droppedInARow: 0,

@@ -61,10 +61,11 @@ export class Connection {
     this.endpoint.bytes.received += bytes
   }
 
-  sent (bytes: number): void {
-    this.messagesSent++
+  /** Counts `messages` sent to this client (a broadcast may write several at once), `bytes` of payload in all. */
+  sent (bytes: number, messages = 1): void {
+    this.messagesSent += messages
     this.bytesSent += bytes
-    this.endpoint.messages.sent++
+    this.endpoint.messages.sent += messages
     this.endpoint.bytes.sent += bytes
   }
 

@@ -54,6 +54,23 @@ t.test('a message is broadcast to every chat client, the sender included, with f
   }
 })
 
+t.test('broadcasts that arrive together go out in order, and a reply never overtakes them', async (t) => {
+  const { url, app } = await chatServer(t)
+  const a = await joinChat(t, url)
+  const b = await joinChat(t, url)
+  // Three frames in one write, so the server reads them in one go and batches the two broadcasts.
+  const frames = [{ type: 'message', payload: 'one' }, { type: 'message', payload: 'two' }, { type: 'ping' }]
+  a.ws.send(JSON.stringify(frames[0]))
+  a.ws.send(JSON.stringify(frames[1]))
+  a.ws.send(JSON.stringify(frames[2]))
+  const seenByA = [await a.inbox.next(), await a.inbox.next(), await a.inbox.next()]
+  t.same(seenByA.map((f) => f.type === 'message' ? f.payload : f.type), ['one', 'two', 'pong'], 'the sender sees its messages, then the pong')
+  const seenByB = [await b.inbox.next(), await b.inbox.next()]
+  t.same(seenByB.map((f) => [f.payload, f.id]), [['one', 1], ['two', 2]])
+  const figures = app.echohub.snapshot().endpoints.chat!
+  t.equal(figures.messages.sent, 2 + 4 + 1, 'welcomes, two broadcasts to two clients, one pong: each counted once')
+})
+
 t.test('the payload comes back as sent, whatever JSON value it is', async (t) => {
   const { url } = await chatServer(t)
   const a = await joinChat(t, url)
