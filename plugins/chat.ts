@@ -1,13 +1,12 @@
 // The chat endpoint: each client's `message` is broadcast to every chat client (the sender too),
 // a `custom_event` is answered to its sender by the library user's handlers, `ping` gets `pong`.
 // Its own limits: message size, a token bucket per connection, and a cap on unsent bytes per client.
-import type { FastifyBaseLogger, FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
-import fp from 'fastify-plugin'
+import type { FastifyBaseLogger, FastifyPluginAsync, FastifyRequest } from 'fastify'
 import type { WebSocket } from 'ws'
 import { Socket } from 'node:net'
 import { DEFAULT_LIMITS } from '../src/limits.js'
-import { ensureInfrastructure, socketError, tooBig } from './registry.js'
-import type { Connection, EndpointStats } from '../src/registry.js'
+import { addEndpoint, endpointPlugin, socketError, tooBig, upgradeRequired } from './registry.js'
+import type { Connection } from '../src/registry.js'
 import {
   chatCustomEventReply,
   chatError,
@@ -132,12 +131,7 @@ const chatRoutes: FastifyPluginAsync<ChatOptions> = async (app, opts) => {
   // A client still flooding after this many drops in a row is closed: it is not slowing down.
   const floodAfter = 2 * rateBurst
   const registry = app.echohub
-  let endpoint: EndpointStats
-  try {
-    endpoint = registry.addEndpoint(settings.name)
-  } catch {
-    throw new InvalidOptionError(PLUGIN, 'name', `"${settings.name}" is already used by another endpoint of this app; give each endpoint its own name`)
-  }
+  const endpoint = addEndpoint(registry, PLUGIN, settings.name)
   Object.assign(endpoint.limits, { max_payload: maxPayload, rate_limit: rateLimit, rate_burst: rateBurst, max_buffered: maxBuffered })
 
   const clients = new Set<Client>()
@@ -340,19 +334,5 @@ function isPromiseLike<T> (value: T | PromiseLike<T>): value is PromiseLike<T> {
   return typeof (value as { then?: unknown } | null)?.then === 'function'
 }
 
-/** A plain HTTP GET on the chat path: say how to connect instead of a bare 404. */
-function upgradeRequired (request: FastifyRequest, reply: FastifyReply): FastifyReply {
-  return reply.code(426).header('upgrade', 'websocket').send({
-    error: 'upgrade_required',
-    message: `${request.url} is a WebSocket endpoint: connect with a WebSocket client, e.g. ws://${request.host}${request.url}`
-  })
-}
-
-/**
- * The chat plugin. It runs in its parent's context only to make sure the shared registry and
- * @fastify/websocket exist there; its route lives in an encapsulated child, so `prefix` applies.
- */
-export const chat = fp<ChatOptions>(async function chatPlugin (app: FastifyInstance, opts: ChatOptions) {
-  await ensureInfrastructure(app, integerOption(PLUGIN, opts, 'maxPayload', CHAT_MAX_PAYLOAD, 1))
-  await app.register(chatRoutes, opts)
-}, { name: PLUGIN, fastify: '5.x' })
+/** The chat plugin: broadcast chat at `path` (default `/ws`). */
+export const chat = endpointPlugin<ChatOptions>(PLUGIN, CHAT_MAX_PAYLOAD, chatRoutes)

@@ -1,10 +1,9 @@
 // The echo endpoint: a JSON envelope for each text message, byte-exact binary echo, a plain echo
 // at `<path>/raw`, an optional welcome, and a debug mode that logs every frame.
-import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
-import fp from 'fastify-plugin'
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
 import type { WebSocket } from 'ws'
-import { ensureInfrastructure, socketError, tooBig } from './registry.js'
-import type { Connection, EndpointStats } from '../src/registry.js'
+import { addEndpoint, endpointPlugin, socketError, tooBig, upgradeRequired } from './registry.js'
+import type { Connection } from '../src/registry.js'
 import { echoEnvelopeSerializer, echoWelcome } from '../src/messages.js'
 import { booleanOption, integerOption, pathOption, stringOption } from '../src/options.js'
 import { hexPreview, logsAt, preview } from '../src/format.js'
@@ -68,12 +67,7 @@ function readOptions (opts: EchoOptions) {
 const echoRoutes: FastifyPluginAsync<EchoOptions> = async (app, opts) => {
   const { path, raw, anyPath, settings } = readOptions(opts)
   const registry = app.echohub
-  let endpoint: EndpointStats
-  try {
-    endpoint = registry.addEndpoint(settings.name)
-  } catch {
-    throw new InvalidOptionError(PLUGIN, 'name', `"${settings.name}" is already used by another endpoint of this app; give each endpoint its own name`)
-  }
+  const endpoint = addEndpoint(registry, PLUGIN, settings.name)
   endpoint.limits.max_payload = settings.maxPayload
   const envelope = echoEnvelopeSerializer(settings.serverInfo)
 
@@ -145,10 +139,9 @@ const echoRoutes: FastifyPluginAsync<EchoOptions> = async (app, opts) => {
     })
   }
 
-  const notUpgraded = (request: FastifyRequest, reply: FastifyReply) => upgradeRequired(request, reply)
-  app.route({ method: 'GET', url: path, handler: notUpgraded, wsHandler: envelopeEcho })
-  if (raw) app.route({ method: 'GET', url: path === '/' ? '/raw' : `${path}/raw`, handler: notUpgraded, wsHandler: rawEcho })
-  if (anyPath) app.route({ method: 'GET', url: path === '/' ? '/*' : `${path}/*`, handler: notUpgraded, wsHandler: envelopeEcho })
+  app.route({ method: 'GET', url: path, handler: upgradeRequired, wsHandler: envelopeEcho })
+  if (raw) app.route({ method: 'GET', url: path === '/' ? '/raw' : `${path}/raw`, handler: upgradeRequired, wsHandler: rawEcho })
+  if (anyPath) app.route({ method: 'GET', url: path === '/' ? '/*' : `${path}/*`, handler: upgradeRequired, wsHandler: envelopeEcho })
 }
 
 function logFrame (request: FastifyRequest, conn: Connection, data: Buffer, isBinary: boolean): void {
@@ -162,19 +155,5 @@ function logFrame (request: FastifyRequest, conn: Connection, data: Buffer, isBi
   }, 'frame received')
 }
 
-/** A plain HTTP GET on a WebSocket path: say how to connect instead of a bare 404. */
-function upgradeRequired (request: FastifyRequest, reply: FastifyReply): FastifyReply {
-  return reply.code(426).header('upgrade', 'websocket').send({
-    error: 'upgrade_required',
-    message: `${request.url} is a WebSocket endpoint: connect with a WebSocket client, e.g. ws://${request.host}${request.url}`
-  })
-}
-
-/**
- * The echo plugin. It runs in its parent's context only to make sure the shared registry and
- * @fastify/websocket exist there; its routes live in an encapsulated child, so `prefix` applies.
- */
-export const echo = fp<EchoOptions>(async function echoPlugin (app: FastifyInstance, opts: EchoOptions) {
-  await ensureInfrastructure(app, integerOption(PLUGIN, opts, 'maxPayload', ECHO_MAX_PAYLOAD, 1))
-  await app.register(echoRoutes, opts)
-}, { name: PLUGIN, fastify: '5.x' })
+/** The echo plugin: an envelope echo at `path`, a plain one at `<path>/raw`. */
+export const echo = endpointPlugin<EchoOptions>(PLUGIN, ECHO_MAX_PAYLOAD, echoRoutes)

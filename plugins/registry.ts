@@ -4,7 +4,7 @@ import type { FastifyBaseLogger, FastifyInstance, FastifyPluginAsync, FastifyRep
 import fp from 'fastify-plugin'
 import websocket from '@fastify/websocket'
 import type { WebSocket } from 'ws'
-import { ConnectionRegistry, type Connection } from '../src/registry.js'
+import { ConnectionRegistry, type Connection, type EndpointStats } from '../src/registry.js'
 import { describe, integerOption, stringOption } from '../src/options.js'
 import { AccessPolicy, TOKEN_REQUIRED } from '../src/access.js'
 import { DEFAULT_LIMITS } from '../src/limits.js'
@@ -205,4 +205,32 @@ export function tooBig (registry: ConnectionRegistry, log: FastifyBaseLogger, so
   registry.hit('oversize')
   log.warn({ client: conn.peer, max_payload: maxPayload }, 'message too big; connection closed with 1009')
   socket.close(1009, `message larger than ${maxPayload} bytes`)
+}
+
+/** Declares an endpoint in the registry; a name already taken fails `register`, naming the option. */
+export function addEndpoint (registry: ConnectionRegistry, plugin: string, name: string): EndpointStats {
+  if (registry.endpoints.has(name)) {
+    throw new InvalidOptionError(plugin, 'name', `"${name}" is already used by another endpoint of this app; give each endpoint its own name`)
+  }
+  return registry.addEndpoint(name)
+}
+
+/** A plain HTTP GET on a WebSocket path: say how to connect instead of a bare 404. */
+export function upgradeRequired (request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  return reply.code(426).header('upgrade', 'websocket').send({
+    error: 'upgrade_required',
+    message: `${request.url} is a WebSocket endpoint: connect with a WebSocket client, e.g. ws://${request.host}${request.url}`
+  })
+}
+
+/**
+ * Wraps an endpoint's routes as its public plugin. The wrapper runs in the parent's context only to
+ * make sure the shared registry and @fastify/websocket exist there; the routes live in an
+ * encapsulated child, so `prefix` and their hooks stay local.
+ */
+export function endpointPlugin<Options extends { maxPayload?: number }> (name: string, defaultMaxPayload: number, routes: FastifyPluginAsync<Options>) {
+  return fp<Options>(async function endpoint (app: FastifyInstance, opts: Options) {
+    await ensureInfrastructure(app, integerOption(name, opts, 'maxPayload', defaultMaxPayload, 1))
+    await app.register(routes, opts)
+  }, { name, fastify: '5.x' })
 }

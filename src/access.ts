@@ -35,8 +35,9 @@ export class AccessPolicy {
   }
 
   /**
-   * A request without `Origin` (devices, CLI tools) is allowed, and so is a page of this same server
-   * (Origin's host equal to Host); any other origin must be on the list.
+   * A request without `Origin` (devices, CLI tools) is allowed, and so is a page served from the
+   * same host name as this server on any port (echohub's own pages on 5000 talk to the echo
+   * servers on 8765/8766); any other origin must be on the list.
    */
   originAllowed (request: RequestLike): boolean {
     const origin = request.headers.origin
@@ -44,7 +45,7 @@ export class AccessPolicy {
     const normalized = origin.toLowerCase()
     if (this.origins.has(normalized)) return true
     try {
-      return new URL(normalized).host === String(request.headers.host ?? '').toLowerCase()
+      return new URL(normalized).hostname === hostnameOf(String(request.headers.host ?? ''))
     } catch {
       return false
     }
@@ -61,7 +62,7 @@ export class AccessPolicy {
 
 function bearer (header: string | string[] | undefined): string | undefined {
   if (typeof header !== 'string') return undefined
-  const match = /^Bearer\s+(\S+)\s*$/i.exec(header)
+  const match = /^Bearer\s+(.+?)\s*$/i.exec(header)
   return match?.[1]
 }
 
@@ -69,4 +70,13 @@ function queryToken (url: string): string | undefined {
   const q = url.indexOf('?')
   if (q === -1) return undefined
   return new URLSearchParams(url.slice(q + 1)).get('token') ?? undefined
+}
+
+/** The host name of a Host header: `[::1]:8765` → `[::1]`, `example.com:80` → `example.com`. */
+function hostnameOf (host: string): string {
+  try {
+    return new URL(`http://${host}`).hostname
+  } catch {
+    return ''
+  }
 }

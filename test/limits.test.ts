@@ -55,7 +55,9 @@ t.test('the Origin allowlist refuses other origins with 403 and lets devices wit
   t.ok(isUpgraded(await rawUpgrade(t, port, '/', { Origin: 'https://good.example' })), 'listed origin')
   t.ok(isUpgraded(await rawUpgrade(t, port, '/')), 'no Origin: a device or CLI tool')
   t.ok(isUpgraded(await rawUpgrade(t, port, '/', { Origin: `http://127.0.0.1:${port}` })), 'a page of this same server')
-  t.equal(app.echohub.limitHits.origin, 1)
+  t.ok(isUpgraded(await rawUpgrade(t, port, '/', { Origin: 'http://127.0.0.1:5000' })), 'a page from the same host on another port (the chat server\'s pages)')
+  t.equal(refused(await rawUpgrade(t, port, '/', { Origin: 'http://127.0.0.2:5000' })).status, 403, 'another host')
+  t.equal(app.echohub.limitHits.origin, 2)
 })
 
 t.test('with a token, upgrades and the figures need it; /health stays open', async (t) => {
@@ -67,6 +69,8 @@ t.test('with a token, upgrades and the figures need it; /health stays open', asy
   t.equal(refused(await rawUpgrade(t, port, '/?token=s3cre')).status, 401, 'a prefix of the token is not the token')
   t.ok(isUpgraded(await rawUpgrade(t, port, '/', { Authorization: 'Bearer s3cret' })), 'Bearer header')
   t.ok(isUpgraded(await rawUpgrade(t, port, '/raw?token=s3cret')), '?token= query')
+  const spaced = await echoServer(t, { authToken: 'two words' })
+  t.ok(isUpgraded(await rawUpgrade(t, spaced.port, '/', { Authorization: 'Bearer two words' })), 'a token with a space works as a Bearer header')
 
   t.equal((await app.inject('/health')).statusCode, 200)
   t.equal((await app.inject('/stats')).statusCode, 401)
