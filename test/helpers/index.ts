@@ -17,7 +17,7 @@ export async function listen (t: Test, setup: (app: FastifyInstance) => Promise<
 /** Opens a ws client and waits until it is open; terminated in teardown. Messages are queued from the start. */
 export async function connect (t: Test, url: string, options?: ClientOptions): Promise<WebSocket> {
   const ws = new WebSocket(url, options)
-  inbox(ws)
+  inboxOf(ws)
   t.teardown(() => ws.terminate())
   await new Promise<void>((resolve, reject) => {
     ws.once('open', () => resolve())
@@ -26,60 +26,101 @@ export async function connect (t: Test, url: string, options?: ClientOptions): P
   return ws
 }
 
+// Frames are read loosely in tests: each test checks the exact shape it cares about.
+export type Frame = Record<string, any>
+
 export interface Received {
   data: Buffer
   isBinary: boolean
   text: string
+  /** The text parsed as JSON ({} when it is not JSON). */
+  frame: Frame
 }
-
-interface Inbox {
-  queue: Received[]
-  waiting: Array<{ resolve: (m: Received) => void, reject: (e: Error) => void }>
-  closeCode: number | undefined
-}
-const inboxes = new WeakMap<WebSocket, Inbox>()
 
 /**
- * Queues a socket's messages as they arrive. A frame sent right after the handshake can be
- * delivered before an `await connect()` resumes, so listening late would lose it.
+ * Queues a socket's messages as they arrive. A frame sent right after the handshake (a welcome)
+ * or several in one TCP read can be delivered before an awaiting test resumes, so listening late
+ * would lose them.
  */
-function inbox (ws: WebSocket): Inbox {
-  let box = inboxes.get(ws)
-  if (box !== undefined) return box
-  const created: Inbox = { queue: [], waiting: [], closeCode: undefined }
-  ws.on('message', (data: Buffer, isBinary: boolean) => {
-    const m = { data, isBinary, text: data.toString() }
-    const waiter = created.waiting.shift()
-    if (waiter !== undefined) waiter.resolve(m)
-    else created.queue.push(m)
-  })
-  ws.on('close', (code: number) => {
-    created.closeCode = code
-    for (const w of created.waiting.splice(0)) w.reject(new Error(`closed with ${code} before a message arrived`))
-  })
-  inboxes.set(ws, created)
-  box = created
-  return box
+export class Inbox {
+  readonly received: Received[] = []
+  #read = 0
+  #waiter: (() => void) | undefined
+  #closed: { code: number, reason: string } | undefined
+
+  constructor (ws: WebSocket) {
+    ws.on('message', (data: Buffer, isBinary: boolean) => {
+      const text = data.toString()
+      let frame: Frame = {}
+      if (!isBinary) {
+        try {
+          frame = JSON.parse(text) as Frame
+        } catch {}
+      }
+      this.received.push({ data, isBinary, text, frame })
+      this.#waiter?.()
+    })
+    ws.on('close', (code: number, reason: Buffer) => {
+      this.#closed = { code, reason: reason.toString() }
+      this.#waiter?.()
+    })
+  }
+
+  /** Messages received and not yet read. */
+  get unread (): number {
+    return this.received.length - this.#read
+  }
+
+  /** The next unread message. */
+  async nextRaw (): Promise<Received> {
+    while (this.#read === this.received.length) {
+      if (this.#closed !== undefined) throw new Error(`closed with ${this.#closed.code} before a message arrived`)
+      await new Promise<void>((resolve) => { this.#waiter = resolve })
+      this.#waiter = undefined
+    }
+    return this.received[this.#read++]!
+  }
+
+  /** The next unread message, parsed as JSON. */
+  async next (): Promise<Frame> {
+    return (await this.nextRaw()).frame
+  }
+
+  /** Resolves with the close code and reason once the socket is closed. */
+  async closed (): Promise<{ code: number, reason: string }> {
+    while (this.#closed === undefined) {
+      await new Promise<void>((resolve) => { this.#waiter = resolve })
+      this.#waiter = undefined
+    }
+    return this.#closed
+  }
+}
+
+const inboxes = new WeakMap<WebSocket, Inbox>()
+
+/** The socket's inbox, created on first use (connect() creates it before the socket opens). */
+export function inboxOf (ws: WebSocket): Inbox {
+  let inbox = inboxes.get(ws)
+  if (inbox === undefined) {
+    inbox = new Inbox(ws)
+    inboxes.set(ws, inbox)
+  }
+  return inbox
 }
 
 /** The next message a socket receives (including ones that arrived before this call). */
 export function nextMessage (ws: WebSocket): Promise<Received> {
-  const box = inbox(ws)
-  const queued = box.queue.shift()
-  if (queued !== undefined) return Promise.resolve(queued)
-  if (box.closeCode !== undefined) return Promise.reject(new Error(`closed with ${box.closeCode}`))
-  return new Promise((resolve, reject) => box.waiting.push({ resolve, reject }))
+  return inboxOf(ws).nextRaw()
 }
 
 /** The next message, parsed as JSON. */
-export async function nextJson (ws: WebSocket): Promise<Record<string, unknown>> {
-  return JSON.parse((await nextMessage(ws)).text) as Record<string, unknown>
+export async function nextJson (ws: WebSocket): Promise<Frame> {
+  return JSON.parse((await nextMessage(ws)).text) as Frame
 }
 
 /** Resolves with the close code and reason once the socket is closed. */
 export function closed (ws: WebSocket): Promise<{ code: number, reason: string }> {
-  if (ws.readyState === ws.CLOSED) return Promise.resolve({ code: -1, reason: 'already closed' })
-  return new Promise((resolve) => ws.once('close', (code: number, reason: Buffer) => resolve({ code, reason: reason.toString() })))
+  return inboxOf(ws).closed()
 }
 
 /** Resolves once `check` is true, re-checking whenever the app's registry changes a connection. */
