@@ -5,7 +5,7 @@ import type { FastifyBaseLogger, FastifyPluginAsync, FastifyRequest } from 'fast
 import type { WebSocket } from 'ws'
 import { Socket } from 'node:net'
 import { DEFAULT_LIMITS } from '../src/limits.js'
-import { addEndpoint, endpointPlugin, socketError, tooBig, upgradeRequired } from './registry.js'
+import { addEndpoint, endpointPlugin, releaseUpgrade, socketError, tooBig, upgradeRequired } from './registry.js'
 import type { Connection } from '../src/registry.js'
 import {
   chatCustomEventReply,
@@ -317,6 +317,7 @@ const chatRoutes: FastifyPluginAsync<ChatOptions> = async (app, opts) => {
     }
     clients.add(client)
     log.info({ client: conn.peer, client_id: conn.id, connections: registry.connections.size, chat_clients: clients.size }, 'chat client connected')
+    releaseUpgrade(socket, request)
     socket.on('message', (data: Buffer, isBinary: boolean) => onMessage(client, data, isBinary, log))
     socket.on('error', (err: NodeJS.ErrnoException) => socketError(registry, log, conn, err))
     socket.on('close', (code: number, reason: Buffer) => {

@@ -1,9 +1,9 @@
 // The echo endpoint: a JSON envelope for each text message, byte-exact binary echo, a plain echo
 // at `<path>/raw`, an optional welcome, and a debug mode that logs every frame.
-import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
+import type { FastifyBaseLogger, FastifyPluginAsync, FastifyRequest } from 'fastify'
 import type { WebSocket } from 'ws'
-import { addEndpoint, endpointPlugin, socketError, tooBig, upgradeRequired } from './registry.js'
-import type { Connection } from '../src/registry.js'
+import { addEndpoint, endpointPlugin, releaseUpgrade, socketError, tooBig, upgradeRequired } from './registry.js'
+import type { Connection, ConnectionRegistry, EndpointStats } from '../src/registry.js'
 import { echoEnvelopeSerializer, echoWelcome } from '../src/messages.js'
 import { booleanOption, integerOption, pathOption, stringOption } from '../src/options.js'
 import { hexPreview, logsAt, preview } from '../src/format.js'
@@ -64,89 +64,110 @@ function readOptions (opts: EchoOptions) {
   }
 }
 
+/** What every connection of one echo endpoint shares. */
+interface EchoEndpoint {
+  registry: ConnectionRegistry
+  stats: EndpointStats
+  settings: Settings
+  envelope: ReturnType<typeof echoEnvelopeSerializer>
+}
+
+/** A connection's state, kept on its socket so one set of listener functions serves every socket. */
+interface EchoState {
+  endpoint: EchoEndpoint
+  conn: Connection
+  log: FastifyBaseLogger
+  /** The plain echo of `/raw`: no envelope. */
+  raw: boolean
+}
+
+const kEcho = Symbol('echohub.echo')
+type EchoSocket = WebSocket & { [kEcho]: EchoState }
+const stateOf = (socket: WebSocket): EchoState => (socket as EchoSocket)[kEcho]
+
 const echoRoutes: FastifyPluginAsync<EchoOptions> = async (app, opts) => {
   const { path, raw, anyPath, settings } = readOptions(opts)
   const registry = app.echohub
-  const endpoint = addEndpoint(registry, PLUGIN, settings.name)
-  endpoint.limits.max_payload = settings.maxPayload
-  const envelope = echoEnvelopeSerializer(settings.serverInfo)
+  const stats = addEndpoint(registry, PLUGIN, settings.name)
+  stats.limits.max_payload = settings.maxPayload
+  const endpoint: EchoEndpoint = { registry, stats, settings, envelope: echoEnvelopeSerializer(settings.serverInfo) }
 
-  type Reply = (data: Buffer, isBinary: boolean) => void
-
-  /** Opens the connection in the registry and wires the listeners every echo socket needs. */
-  function accept (socket: WebSocket, request: FastifyRequest, onMessage: (conn: Connection, data: Buffer, isBinary: boolean, reply: Reply) => void): Connection {
-    const conn = registry.open(endpoint, request.raw.socket?.remoteAddress, request.raw.socket?.remotePort)
-    const log = request.log
-    log.info({ client: conn.peer, connections: registry.connections.size, path: request.url }, 'client connected')
-
-    // A client that does not read its replies would make them pile up in memory: past
-    // ECHO_HIGH_WATER unsent bytes the endpoint stops reading from it, and resumes once the frame
-    // that crossed the mark has been written out.
-    const resume = () => { if (socket.readyState === socket.OPEN) socket.resume() }
-    const reply: Reply = (data, isBinary) => {
-      conn.sent(data.length)
-      if (socket.bufferedAmount + data.length <= ECHO_HIGH_WATER || socket.isPaused) {
-        socket.send(data, isBinary ? BINARY : TEXT)
-        return
-      }
-      socket.pause()
-      registry.hit('echo_backpressure')
-      log.warn({ client: conn.peer, buffered: socket.bufferedAmount }, 'client is not reading its echoes; paused reading from it until they drain')
-      socket.send(data, isBinary ? BINARY : TEXT, resume)
-    }
-
-    socket.on('message', (data: Buffer, isBinary: boolean) => {
-      conn.received(data.length)
-      if (data.length > settings.maxPayload) {
-        tooBig(registry, log, socket, conn, settings.maxPayload)
-        return
-      }
-      if (settings.debug) logFrame(request, conn, data, isBinary)
-      onMessage(conn, data, isBinary, reply)
-    })
-    socket.on('error', (err: NodeJS.ErrnoException) => socketError(registry, log, conn, err))
-    socket.on('close', (code: number, reason: Buffer) => {
-      conn.remove()
-      log.info({ client: conn.peer, code, reason: preview(reason.toString()), messages: conn.messagesReceived, connections: registry.connections.size }, 'client disconnected')
-    })
-    if (settings.welcome !== undefined) reply(Buffer.from(echoWelcome(settings.welcome, conn.id, settings.serverInfo)), false)
-    return conn
-  }
-
-  function envelopeEcho (socket: WebSocket, request: FastifyRequest): void {
-    const log = request.log
-    const clientJson = JSON.stringify(accept(socket, request, (conn, data, isBinary, reply) => {
-      if (isBinary) {
-        if (logsAt(log, 'info')) log.info({ client: conn.peer, n: conn.messagesReceived, bytes: data.length }, 'binary message received')
-        reply(data, true)
-        return
-      }
-      const text = data.toString()
-      const infoOn = logsAt(log, 'info')
-      if (infoOn) log.info({ client: conn.peer, n: conn.messagesReceived, text: preview(text) }, 'message received')
-      reply(Buffer.from(envelope(text, clientJson, conn.messagesReceived)), false)
-      if (infoOn) log.info({ client: conn.peer, message_id: conn.messagesReceived }, 'echo sent')
-    }).peer)
-  }
-
-  function rawEcho (socket: WebSocket, request: FastifyRequest): void {
-    const log = request.log
-    accept(socket, request, (conn, data, isBinary, reply) => {
-      if (logsAt(log, 'info')) {
-        log.info({ client: conn.peer, n: conn.messagesReceived, ...(isBinary ? { bytes: data.length } : { text: preview(data.toString()) }) }, 'message received')
-      }
-      reply(data, isBinary)
-    })
-  }
-
+  const envelopeEcho = (socket: WebSocket, request: FastifyRequest) => accept(endpoint, socket, request, false)
+  const rawEcho = (socket: WebSocket, request: FastifyRequest) => accept(endpoint, socket, request, true)
   app.route({ method: 'GET', url: path, handler: upgradeRequired, wsHandler: envelopeEcho })
   if (raw) app.route({ method: 'GET', url: path === '/' ? '/raw' : `${path}/raw`, handler: upgradeRequired, wsHandler: rawEcho })
   if (anyPath) app.route({ method: 'GET', url: path === '/' ? '/*' : `${path}/*`, handler: upgradeRequired, wsHandler: envelopeEcho })
 }
 
-function logFrame (request: FastifyRequest, conn: Connection, data: Buffer, isBinary: boolean): void {
-  if (!logsAt(request.log, 'debug')) return
-  request.log.debug({
+/** Opens the connection in the registry and wires the listeners every echo socket needs. */
+function accept (endpoint: EchoEndpoint, ws: WebSocket, request: FastifyRequest, raw: boolean): void {
+  const { registry, settings } = endpoint
+  const conn = registry.open(endpoint.stats, request.raw.socket?.remoteAddress, request.raw.socket?.remotePort)
+  const socket = ws as EchoSocket
+  socket[kEcho] = { endpoint, conn, log: request.log, raw }
+  request.log.info({ client: conn.peer, connections: registry.connections.size, path: request.url }, 'client connected')
+  releaseUpgrade(socket, request)
+  socket.on('message', onMessage)
+  socket.on('error', onError)
+  socket.on('close', onClose)
+  if (settings.welcome !== undefined && !raw) {
+    reply(socket, Buffer.from(echoWelcome(settings.welcome, conn.id, settings.serverInfo)), false)
+  }
+}
+
+function onMessage (this: WebSocket, data: Buffer, isBinary: boolean): void {
+  const { endpoint, conn, log, raw } = stateOf(this)
+  const { settings } = endpoint
+  conn.received(data.length)
+  if (data.length > settings.maxPayload) {
+    tooBig(endpoint.registry, log, this, conn, settings.maxPayload)
+    return
+  }
+  if (settings.debug) logFrame(log, conn, data, isBinary)
+  const infoOn = logsAt(log, 'info')
+  if (raw || isBinary) {
+    if (infoOn) log.info({ client: conn.peer, n: conn.messagesReceived, ...(isBinary ? { bytes: data.length } : { text: preview(data.toString()) }) }, 'message received')
+    reply(this, data, isBinary)
+    return
+  }
+  const text = data.toString()
+  if (infoOn) log.info({ client: conn.peer, n: conn.messagesReceived, text: preview(text) }, 'message received')
+  reply(this, Buffer.from(endpoint.envelope(text, conn.peer, conn.messagesReceived)), false)
+  if (infoOn) log.info({ client: conn.peer, message_id: conn.messagesReceived }, 'echo sent')
+}
+
+function onError (this: WebSocket, err: NodeJS.ErrnoException): void {
+  const { endpoint, conn, log } = stateOf(this)
+  socketError(endpoint.registry, log, conn, err)
+}
+
+function onClose (this: WebSocket, code: number, reason: Buffer): void {
+  const { endpoint, conn, log } = stateOf(this)
+  conn.remove()
+  log.info({ client: conn.peer, code, reason: preview(reason.toString()), messages: conn.messagesReceived, connections: endpoint.registry.connections.size }, 'client disconnected')
+}
+
+/**
+ * Sends one reply. A client that does not read its replies would make them pile up in memory: past
+ * ECHO_HIGH_WATER unsent bytes the endpoint stops reading from it, and resumes once the frame that
+ * crossed the mark has been written out.
+ */
+function reply (socket: WebSocket, data: Buffer, isBinary: boolean): void {
+  const { endpoint, conn, log } = stateOf(socket)
+  conn.sent(data.length)
+  if (socket.bufferedAmount + data.length <= ECHO_HIGH_WATER || socket.isPaused) {
+    socket.send(data, isBinary ? BINARY : TEXT)
+    return
+  }
+  socket.pause()
+  endpoint.registry.hit('echo_backpressure')
+  log.warn({ client: conn.peer, buffered: socket.bufferedAmount }, 'client is not reading its echoes; paused reading from it until they drain')
+  socket.send(data, isBinary ? BINARY : TEXT, () => { if (socket.readyState === socket.OPEN) socket.resume() })
+}
+
+function logFrame (log: FastifyBaseLogger, conn: Connection, data: Buffer, isBinary: boolean): void {
+  if (!logsAt(log, 'debug')) return
+  log.debug({
     client: conn.peer,
     n: conn.messagesReceived,
     opcode: isBinary ? 'binary' : 'text',

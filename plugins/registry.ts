@@ -3,6 +3,7 @@
 import type { FastifyBaseLogger, FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import websocket from '@fastify/websocket'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { WebSocket } from 'ws'
 import { ConnectionRegistry, type Connection, type EndpointStats } from '../src/registry.js'
 import { describe, integerOption, stringOption } from '../src/options.js'
@@ -93,7 +94,9 @@ const registryPlugin: FastifyPluginAsync<RegistryPluginOptions> = async (app, op
   }
 
   app.addHook('onRequest', async (request, reply) => {
-    if (request.ws) return admit(request, reply, registry, settings)
+    if (!request.ws) return
+    if (app.hasDecorator(kOwnsWebsocket as unknown as string)) upgradeResponses.set(request.raw, reply.raw)
+    return admit(request, reply, registry, settings)
   })
   if (settings.heartbeatInterval > 0) startHeartbeat(app, registry, settings.heartbeatInterval)
 }
@@ -127,21 +130,26 @@ function admit (request: FastifyRequest, reply: FastifyReply, registry: Connecti
   return undefined
 }
 
+const kAwaitingPong = Symbol('echohub.awaitingPong')
+type HeartbeatSocket = WebSocket & { [kAwaitingPong]?: boolean }
+
+// One listener function for every socket: a closure per connection would cost memory on each.
+function onPong (this: WebSocket): void {
+  (this as HeartbeatSocket)[kAwaitingPong] = false
+}
+
 /** Pings every client each period; one that has not answered the previous ping is terminated. */
 function startHeartbeat (app: FastifyInstance, registry: ConnectionRegistry, interval: number): void {
-  const awaitingPong = new WeakSet<WebSocket>()
-  app.websocketServer.on('connection', (ws: WebSocket) => {
-    ws.on('pong', () => awaitingPong.delete(ws))
-  })
+  app.websocketServer.on('connection', (ws: WebSocket) => ws.on('pong', onPong))
   const timer = setInterval(() => {
-    for (const ws of app.websocketServer.clients) {
+    for (const ws of app.websocketServer.clients as Set<HeartbeatSocket>) {
       if (ws.readyState !== ws.OPEN) continue
-      if (awaitingPong.has(ws)) {
+      if (ws[kAwaitingPong] === true) {
         registry.hit('heartbeat_timeout')
         app.log.warn({ interval_ms: interval }, 'client missed a heartbeat ping; connection terminated')
         ws.terminate()
       } else {
-        awaitingPong.add(ws)
+        ws[kAwaitingPong] = true
         ws.ping()
       }
     }
@@ -233,4 +241,25 @@ export function endpointPlugin<Options extends { maxPayload?: number }> (name: s
     await ensureInfrastructure(app, integerOption(name, opts, 'maxPayload', defaultMaxPayload, 1))
     await app.register(routes, opts)
   }, { name, fastify: '5.x' })
+}
+
+/** The ServerResponse @fastify/websocket made for each upgrade echohub's own websocket handles. */
+const upgradeResponses = new WeakMap<IncomingMessage, ServerResponse>()
+
+/**
+ * Lets go of what an open WebSocket does not need. @fastify/websocket keeps the upgrade's Fastify
+ * request and reply alive for as long as the connection lasts (its per-socket error listener closes
+ * over them, and the reply's ServerResponse stays attached to the TCP socket, holding Node's
+ * IncomingMessage): about 3 KB on every idle connection. Where echohub registered the library
+ * itself, that listener only reaches echohub's errorHandler, which has nothing to do for socket
+ * errors (ws has already closed the socket; the endpoint's own listener logs and counts them), so
+ * it is dropped and the response detached. An app that registered @fastify/websocket with its own
+ * errorHandler keeps it. Call before adding the endpoint's own `error` listener.
+ */
+export function releaseUpgrade (socket: WebSocket, request: FastifyRequest): void {
+  const response = upgradeResponses.get(request.raw)
+  if (response === undefined) return
+  upgradeResponses.delete(request.raw)
+  socket.removeAllListeners('error')
+  if (request.raw.socket !== undefined && request.raw.socket !== null) response.detachSocket(request.raw.socket)
 }

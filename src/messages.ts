@@ -25,12 +25,13 @@ export interface EchoWelcome {
  * so the constant parts are escaped once here and the result equals
  * `JSON.stringify({ type, original_message, timestamp, client, message_id, server_info })`.
  */
-export function echoEnvelopeSerializer (serverInfo: string): (text: string, clientJson: string, messageId: number) => string {
+export function echoEnvelopeSerializer (serverInfo: string): (text: string, peer: string, messageId: number) => string {
   const tail = ',"server_info":' + JSON.stringify(serverInfo) + '}'
-  return (text, clientJson, messageId) =>
+  // `peer` comes from formatPeer: digits, hex letters, `.:[]%` and interface names, nothing JSON escapes.
+  return (text, peer, messageId) =>
     '{"type":"echo","original_message":' + JSON.stringify(text) +
-    ',"timestamp":"' + isoNow() + '","client":' + clientJson +
-    ',"message_id":' + messageId + tail
+    ',"timestamp":"' + isoNow() + '","client":"' + peer +
+    '","message_id":' + messageId + tail
 }
 
 export function echoWelcome (message: string, clientId: number, serverInfo: string): string {

@@ -114,6 +114,15 @@ t.test('welcome greets each client with a process-wide client_id', async (t) => 
   t.same(welcomes.map((w) => w.client_id), [2, 3], 'numbers every connection of the registry, not just this endpoint')
 })
 
+t.test('/raw never sends a welcome, even on an endpoint that greets', async (t) => {
+  const { url } = await listen(t, async (app) => { await app.register(echo, { welcome: true }) })
+  const greeted = await connect(t, url + '/')
+  t.equal((await nextJson(greeted)).type, 'welcome')
+  const plain = await connect(t, url + '/raw')
+  plain.send('first')
+  t.equal((await nextMessage(plain)).text, 'first', 'the first frame on /raw is the echo itself')
+})
+
 const hasIPv6Loopback = Object.values(networkInterfaces()).flat().some((a) => a?.internal === true && a.family === 'IPv6')
 t.test('IPv4-mapped peers show as plain IPv4, IPv6 peers in brackets', { skip: hasIPv6Loopback ? false : 'this machine has no IPv6 loopback' }, async (t) => {
   const app = Fastify()
@@ -139,6 +148,17 @@ t.test('every closed connection leaves the registry, however it closed', async (
   await until(() => app.echohub.connections.size === 0, 'registry to empty')
   const figures = app.echohub.snapshot().endpoints.echo!.connections
   t.same(figures, { current: 0, peak: 2, total: 2 })
+})
+
+t.test('an open connection does not keep the upgrade request alive: one error listener, echohub\'s', async (t) => {
+  const { app, url } = await listen(t, async (app) => { await app.register(echo) })
+  const ws = await connect(t, url)
+  ws.send('x')
+  await nextMessage(ws)
+  const [server] = app.websocketServer.clients
+  // @fastify/websocket's own listener closes over the Fastify request and reply; echohub drops it.
+  t.equal(server!.listeners('error').length, 1)
+  t.equal(server!.listeners('error')[0]!.name, 'onError')
 })
 
 t.test('a message over maxPayload closes the connection with 1009', async (t) => {
