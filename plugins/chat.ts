@@ -234,6 +234,10 @@ const chatRoutes: FastifyPluginAsync<ChatOptions> = async (app, opts) => {
   }
 
   function customEvent (client: Client, payload: JsonObject, log: FastifyBaseLogger): void {
+    if (!serializable(payload)) {
+      refuse(client, 'invalid_message', 'The payload is nested too deeply to be answered.', log)
+      return
+    }
     const action = payload.action
     const handler = (typeof action === 'string' ? settings.handlers.get(action) : undefined) ?? settings.fallback
     const answer = (result: JsonValue | undefined) => {
@@ -315,6 +319,8 @@ const chatRoutes: FastifyPluginAsync<ChatOptions> = async (app, opts) => {
       droppedInARow: 0,
       context: { clientId: conn.id, client: conn.peer, request }
     }
+    // Welcomed before it joins: a broadcast queued meanwhile must not reach it ahead of its welcome.
+    reply(client, chatWelcome(conn.id, settings.welcomeMessage, settings.serverInfo), log)
     clients.add(client)
     log.info({ client: conn.peer, client_id: conn.id, connections: registry.connections.size, chat_clients: clients.size }, 'chat client connected')
     releaseUpgrade(socket, request)
@@ -325,10 +331,19 @@ const chatRoutes: FastifyPluginAsync<ChatOptions> = async (app, opts) => {
       conn.remove()
       log.info({ client: conn.peer, client_id: conn.id, code, reason: preview(reason.toString()), messages: conn.messagesReceived, connections: registry.connections.size }, 'chat client disconnected')
     })
-    reply(client, chatWelcome(conn.id, settings.welcomeMessage, settings.serverInfo), log)
   }
 
   app.route({ method: 'GET', url: settings.path, handler: upgradeRequired, wsHandler: accept })
+}
+
+/** JSON.parse accepts nesting deeper than JSON.stringify can write back; such a payload cannot be answered. */
+function serializable (value: JsonValue): boolean {
+  try {
+    JSON.stringify(value)
+    return true
+  } catch {
+    return false
+  }
 }
 
 function isPromiseLike<T> (value: T | PromiseLike<T>): value is PromiseLike<T> {

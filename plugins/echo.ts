@@ -9,6 +9,7 @@ import { booleanOption, integerOption, pathOption, stringOption } from '../src/o
 import { hexPreview, logsAt, preview } from '../src/format.js'
 import { InvalidOptionError } from '../src/errors.js'
 import { DEFAULT_LIMITS } from '../src/limits.js'
+import { redactToken } from '../src/access.js'
 
 export interface EchoOptions {
   /** Where the envelope echo listens (default `/`). The plain echo is at `<path>/raw`. */
@@ -105,7 +106,7 @@ function accept (endpoint: EchoEndpoint, ws: WebSocket, request: FastifyRequest,
   const conn = registry.open(endpoint.stats, request.raw.socket?.remoteAddress, request.raw.socket?.remotePort)
   const socket = ws as EchoSocket
   socket[kEcho] = { endpoint, conn, log: request.log, raw }
-  request.log.info({ client: conn.peer, connections: registry.connections.size, path: request.url }, 'client connected')
+  request.log.info({ client: conn.peer, connections: registry.connections.size, path: redactToken(request.url) }, 'client connected')
   releaseUpgrade(socket, request)
   socket.on('message', onMessage)
   socket.on('error', onError)

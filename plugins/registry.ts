@@ -7,7 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { WebSocket } from 'ws'
 import { ConnectionRegistry, type Connection, type EndpointStats } from '../src/registry.js'
 import { describe, integerOption, stringOption } from '../src/options.js'
-import { AccessPolicy, TOKEN_REQUIRED } from '../src/access.js'
+import { AccessPolicy, TOKEN_REQUIRED, redactToken } from '../src/access.js'
 import { DEFAULT_LIMITS } from '../src/limits.js'
 import { formatPeer, plainAddress } from '../src/format.js'
 import { InvalidOptionError } from '../src/errors.js'
@@ -109,7 +109,7 @@ const registryPlugin: FastifyPluginAsync<RegistryPluginOptions> = async (app, op
 function admit (request: FastifyRequest, reply: FastifyReply, registry: ConnectionRegistry, settings: ReturnType<typeof readOptions>): FastifyReply | undefined {
   const refuse = (status: number, limit: string, error: string, message: string, retryAfter?: number) => {
     registry.hit(limit)
-    request.log.warn({ client: formatPeer(request.raw.socket?.remoteAddress, request.raw.socket?.remotePort), url: request.url, status, limit }, `upgrade refused: ${message}`)
+    request.log.warn({ client: formatPeer(request.raw.socket?.remoteAddress, request.raw.socket?.remotePort), url: redactToken(request.url), status, limit }, `upgrade refused: ${message}`)
     if (retryAfter !== undefined) reply.header('retry-after', String(retryAfter))
     return reply.code(status).send({ error, message })
   }

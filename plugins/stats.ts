@@ -5,7 +5,7 @@ import { ensureInfrastructure } from './registry.js'
 import { healthRoutes } from '../routes/health.js'
 import { statsRoutes } from '../routes/stats.js'
 import { metricsRoutes } from '../routes/metrics.js'
-import { TOKEN_REQUIRED } from '../src/access.js'
+import { TOKEN_REQUIRED, redactToken } from '../src/access.js'
 
 export interface StatsOptions {
   /** Route prefix for the three routes (Fastify's own `prefix` option works the same way). */
@@ -21,7 +21,7 @@ export const stats = fp<StatsOptions>(async function statsPlugin (app: FastifyIn
       guarded.addHook('onRequest', async (request, reply) => {
         if (guarded.echohubAccess.authorized(request)) return
         guarded.echohub.hit('auth')
-        request.log.warn({ url: request.url }, 'stats request refused: no valid token')
+        request.log.warn({ url: redactToken(request.url) }, 'stats request refused: no valid token')
         return reply.code(401).header('www-authenticate', 'Bearer').send({
           error: 'unauthorized',
           message: TOKEN_REQUIRED

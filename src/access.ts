@@ -35,20 +35,13 @@ export class AccessPolicy {
   }
 
   /**
-   * A request without `Origin` (devices, CLI tools) is allowed, and so is a page served from the
-   * same host name as this server on any port (echohub's own pages on 5000 talk to the echo
-   * servers on 8765/8766); any other origin must be on the list.
+   * A request without `Origin` (devices, CLI tools) is allowed; a browser's must be on the list.
+   * Nothing is inferred from the Host header: a DNS-rebinding page controls both.
    */
   originAllowed (request: RequestLike): boolean {
     const origin = request.headers.origin
     if (this.origins === '*' || origin === undefined || Array.isArray(origin)) return true
-    const normalized = origin.toLowerCase()
-    if (this.origins.has(normalized)) return true
-    try {
-      return new URL(normalized).hostname === hostnameOf(String(request.headers.host ?? ''))
-    } catch {
-      return false
-    }
+    return this.origins.has(origin.toLowerCase())
   }
 
   /** `Authorization: Bearer <token>` or `?token=<token>`, compared in constant time. */
@@ -72,11 +65,7 @@ function queryToken (url: string): string | undefined {
   return new URLSearchParams(url.slice(q + 1)).get('token') ?? undefined
 }
 
-/** The host name of a Host header: `[::1]:8765` → `[::1]`, `example.com:80` → `example.com`. */
-function hostnameOf (host: string): string {
-  try {
-    return new URL(`http://${host}`).hostname
-  } catch {
-    return ''
-  }
+/** `url` with the value of a `token` query parameter hidden, for log lines. */
+export function redactToken (url: string): string {
+  return url.includes('token=') ? url.replace(/([?&]token=)[^&#]*/g, '$1[redacted]') : url
 }

@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // `npm start` / `echohub`: reads flags and environment, starts the servers, prints where clients
 // connect, and shuts down gracefully on SIGINT/SIGTERM.
-import { pino, type Logger } from 'pino'
+import { pino, type Logger, type LoggerOptions } from 'pino'
+import type { FastifyRequest } from 'fastify'
+import { redactToken } from './access.js'
 import pretty from 'pino-pretty'
 import closeWithGrace from 'close-with-grace'
 import { helpText, parseConfig, type Config } from './config.js'
@@ -14,7 +16,14 @@ function usePrettyLogs (config: Config): boolean {
 
 function createLogger (config: Config): Logger {
   // The root passes everything; each server's child logger applies its own level.
-  const options = { level: 'trace', base: undefined }
+  const options: LoggerOptions = {
+    level: 'trace',
+    base: undefined,
+    // Fastify's request line, with a ?token= kept out of the logs.
+    serializers: {
+      req: (req: FastifyRequest) => ({ method: req.method, url: redactToken(req.url), host: req.host, remoteAddress: req.ip, remotePort: req.socket?.remotePort })
+    }
+  }
   if (!usePrettyLogs(config)) return pino(options)
   return pino(options, pretty({ sync: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,reqId', colorize: process.stdout.isTTY === true }))
 }

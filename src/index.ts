@@ -8,5 +8,6 @@ export { ConnectionRegistry, Connection, EndpointStats, type RegistryOptions, ty
 export type { EchoEnvelope, EchoWelcome } from './messages.js'
 export { CHAT_ERROR_CODES, type ChatErrorCode, type ChatClientFrame, type ChatServerFrame, type ChatWelcome, type ChatMessage, type ChatCustomEventReply, type ChatPong, type ChatError, type JsonValue, type JsonObject } from './chat-messages.js'
 export { InvalidOptionError, InvalidConfigError, PortInUseError } from './errors.js'
+export { redactToken } from './access.js'
 export { parseConfig, helpText, type Config, type ServerName } from './config.js'
 export { startEchohub, VERSION, type Echohub, type RunningServer, type StartOptions } from './server.js'

@@ -1,5 +1,8 @@
 import t, { type Test } from 'tap'
 import { Writable } from 'node:stream'
+import net from 'node:net'
+import { once } from 'node:events'
+import { randomBytes } from 'node:crypto'
 import Fastify from 'fastify'
 import { pino } from 'pino'
 import { chat, echo, stats, CustomEventError, CHAT_ERROR_CODES, type ChatOptions } from '../src/index.js'
@@ -69,6 +72,33 @@ t.test('broadcasts that arrive together go out in order, and a reply never overt
   t.same(seenByB.map((f) => [f.payload, f.id]), [['one', 1], ['two', 2]])
   const figures = app.echohub.snapshot().endpoints.chat!
   t.equal(figures.messages.sent, 2 + 4 + 1, 'welcomes, two broadcasts to two clients, one pong: each counted once')
+})
+
+t.test('a client joining while a broadcast is queued gets its welcome first', async (t) => {
+  const { url, port } = await chatServer(t)
+  const a = await joinChat(t, url)
+  for (let round = 0; round < 5; round++) {
+    // Line up, in one turn of the server's event loop, A's message and B's upgrade request.
+    const b = net.connect(port, '127.0.0.1')
+    t.teardown(() => b.destroy())
+    await once(b, 'connect')
+    a.ws.send(JSON.stringify({ type: 'message', payload: round }))
+    b.write(`GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n\r\n`)
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 30) // both are in the server's socket buffers when it looks
+    let buffer = Buffer.alloc(0)
+    for await (const chunk of b) {
+      buffer = Buffer.concat([buffer, chunk as Buffer])
+      const head = buffer.indexOf('\r\n\r\n')
+      if (head !== -1 && buffer.length >= head + 6) break
+    }
+    const frames = buffer.subarray(buffer.indexOf('\r\n\r\n') + 4)
+    const length = frames[1]! & 0x7f
+    const offset = length === 126 ? 4 : 2
+    const first = frames.subarray(offset).toString()
+    t.match(first, /^\{"type":"welcome"/, `round ${round}: the welcome comes first`)
+    b.destroy()
+    await a.inbox.next() // A's own copy
+  }
 })
 
 t.test('the payload comes back as sent, whatever JSON value it is', async (t) => {
@@ -182,6 +212,10 @@ t.test('a payload nested deeper than JSON can write back is refused, not broadca
   t.equal(reply.payload.code, 'invalid_message')
   t.match(reply.payload.message, /nested too deeply/)
   t.same(await drain(b), [], 'nothing was broadcast')
+  a.ws.send('{"type":"custom_event","payload":{"a":' + '['.repeat(depth) + ']'.repeat(depth) + '}}')
+  const answer = await a.inbox.next()
+  t.equal(answer.payload.code, 'invalid_message', 'a custom_event too deep to answer is bad input too, not a handler failure')
+  t.match(answer.payload.message, /nested too deeply/)
 })
 
 t.test('custom event handlers: by payload.action, sync or async, the result becomes the payload', async (t) => {

@@ -71,6 +71,19 @@ t.test('a second signal while draining exits at once', async (t) => {
   t.equal(code, 1, 'ended by the second signal, not by the graceful path (which exits 0)')
 })
 
+t.test('with --auth-token, the token never reaches the logs', async (t) => {
+  const child = run(t, ['--host', '127.0.0.1', '--echo-port', '0', '--only', 'echo', '--log-format', 'json', '--auth-token', 's3cret'])
+  const lines: string[] = []
+  const listening = await logLine(child, (l) => { lines.push(JSON.stringify(l)); return l.msg === 'echo listening' })
+  const ws = await connect(t, `ws://127.0.0.1:${String(listening.port)}/?token=s3cret`)
+  ws.send('x')
+  await nextJson(ws)
+  await fetch(`http://127.0.0.1:${String(listening.port)}/stats?token=s3cret`)
+  await logLine(child, (l) => { lines.push(JSON.stringify(l)); return l.msg === 'request completed' && l.res?.statusCode === 200 })
+  t.ok(lines.some((l) => l.includes('/stats?token=[redacted]')), 'Fastify\'s request line shows the URL without the token')
+  t.notOk(lines.some((l) => l.includes('s3cret')), 'no line holds the token')
+})
+
 t.test('a port in use exits 1 with one line naming the port and the flag', async (t) => {
   const blocker = net.createServer()
   await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve))

@@ -21,9 +21,9 @@ export async function rawUpgrade (t: Test, port: number, path = '/', headers: Re
   const socket = net.connect(port, '127.0.0.1')
   t.teardown(() => socket.destroy())
   const lines = [
-    `GET ${path} HTTP/1.1`, `Host: 127.0.0.1:${port}`, 'Upgrade: websocket', 'Connection: Upgrade',
+    `GET ${path} HTTP/1.1`, 'Upgrade: websocket', 'Connection: Upgrade',
     `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}`, 'Sec-WebSocket-Version: 13',
-    ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`)
+    ...Object.entries({ Host: `127.0.0.1:${port}`, ...headers }).map(([k, v]) => `${k}: ${v}`)
   ]
   socket.write(lines.join('\r\n') + '\r\n\r\n')
   let buffer = Buffer.alloc(0)
