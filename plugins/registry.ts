@@ -260,6 +260,8 @@ export function releaseUpgrade (socket: WebSocket, request: FastifyRequest): voi
   const response = upgradeResponses.get(request.raw)
   if (response === undefined) return
   upgradeResponses.delete(request.raw)
-  socket.removeAllListeners('error')
+  // The library adds its listener last, right before calling the handler; others stay.
+  const libraryListener = socket.listeners('error').at(-1)
+  if (libraryListener !== undefined) socket.removeListener('error', libraryListener as (err: Error) => void)
   if (request.raw.socket !== undefined && request.raw.socket !== null) response.detachSocket(request.raw.socket)
 }
