@@ -88,6 +88,8 @@ interface Client {
    */
   tcp: Socket | undefined
   conn: Connection
+  /** The logger of the request that opened the connection: every line about this client uses it. */
+  log: FastifyBaseLogger
   bucket: TokenBucket | undefined
   /** Messages dropped by the rate limit since the last one let through. */
   droppedInARow: number
@@ -139,17 +141,17 @@ const chatRoutes: FastifyPluginAsync<ChatOptions> = async (app, opts) => {
   let lastMessageId = 0
 
   /** Sends one frame to one client, then drops the client if it is not reading what it is sent. */
-  function deliver (client: Client, data: Buffer, log: FastifyBaseLogger): void {
+  function deliver (client: Client, data: Buffer): void {
     if (client.socket.readyState !== OPEN) return
     // A reply must not overtake broadcasts already queued for this client.
-    if (pending.length > 0) flush(log)
+    if (pending.length > 0) flush()
     client.socket.send(data, TEXT)
     client.conn.sent(data.length)
-    checkBuffered(client, log)
+    checkBuffered(client)
   }
 
-  function checkBuffered (client: Client, log: FastifyBaseLogger): void {
-    if (maxBuffered > 0 && client.socket.bufferedAmount > maxBuffered) dropSlowConsumer(client, log)
+  function checkBuffered (client: Client): void {
+    if (maxBuffered > 0 && client.socket.bufferedAmount > maxBuffered) dropSlowConsumer(client)
   }
 
   // Broadcasts are queued and written out once per turn of the event loop: every message that
@@ -157,16 +159,14 @@ const chatRoutes: FastifyPluginAsync<ChatOptions> = async (app, opts) => {
   // to each client in a single write.
   const pending: Buffer[] = []
   let pendingBytes = 0
-  let flushLog: FastifyBaseLogger = app.log
 
-  function queueBroadcast (data: Buffer, log: FastifyBaseLogger): void {
+  function queueBroadcast (data: Buffer): void {
     if (pending.length === 0) setImmediate(flush)
     pending.push(data)
     pendingBytes += data.length
-    flushLog = log
   }
 
-  function flush (log: FastifyBaseLogger = flushLog): void {
+  function flush (): void {
     if (pending.length === 0) return
     const messages = pending.splice(0)
     const bytes = pendingBytes
@@ -183,11 +183,12 @@ const chatRoutes: FastifyPluginAsync<ChatOptions> = async (app, opts) => {
           client.conn.sent(data.length)
         }
       }
-      checkBuffered(client, log)
+      checkBuffered(client)
     }
   }
 
-  function dropSlowConsumer (client: Client, log: FastifyBaseLogger): void {
+  function dropSlowConsumer (client: Client): void {
+    const { log } = client
     if (!clients.delete(client)) return
     registry.hit('slow_consumer')
     log.warn({ client: client.conn.peer, buffered: client.socket.bufferedAmount, max_buffered: maxBuffered }, 'slow consumer: unsent bytes over the cap; connection dropped')
@@ -195,17 +196,19 @@ const chatRoutes: FastifyPluginAsync<ChatOptions> = async (app, opts) => {
     client.socket.terminate()
   }
 
-  function reply (client: Client, frame: string, log: FastifyBaseLogger): void {
-    deliver(client, Buffer.from(frame), log)
+  function reply (client: Client, frame: string): void {
+    deliver(client, Buffer.from(frame))
   }
 
-  function refuse (client: Client, code: ChatErrorCode, message: string, log: FastifyBaseLogger): void {
+  function refuse (client: Client, code: ChatErrorCode, message: string): void {
+    const { log } = client
     if (logsAt(log, 'debug')) log.debug({ client: client.conn.peer, code }, 'bad input answered with an error')
-    reply(client, chatError(code, message), log)
+    reply(client, chatError(code, message))
   }
 
   /** The token bucket said no: drop the message with `rate_limited`, and close a client that keeps on. */
-  function rateLimited (client: Client, log: FastifyBaseLogger): void {
+  function rateLimited (client: Client): void {
+    const { log } = client
     client.droppedInARow++
     registry.hit('rate_limited')
     if (client.droppedInARow >= floodAfter) {
@@ -215,27 +218,29 @@ const chatRoutes: FastifyPluginAsync<ChatOptions> = async (app, opts) => {
       return
     }
     log.warn({ client: client.conn.peer, rate_limit: rateLimit, rate_burst: rateBurst }, 'rate limit hit; message dropped')
-    reply(client, chatError('rate_limited', `Too many messages: at most ${rateLimit} per second (bursts of ${rateBurst}). This one was dropped; slow down.`), log)
+    reply(client, chatError('rate_limited', `Too many messages: at most ${rateLimit} per second (bursts of ${rateBurst}). This one was dropped; slow down.`))
   }
 
-  function broadcast (from: Client, payload: JsonValue, log: FastifyBaseLogger): void {
+  function broadcast (from: Client, payload: JsonValue): void {
+    const { log } = from
     let payloadJson: string
     try {
       payloadJson = JSON.stringify(payload)
     } catch {
       // JSON.parse accepts nesting deeper than JSON.stringify can write back.
-      refuse(from, 'invalid_message', 'The payload is nested too deeply to be sent on.', log)
+      refuse(from, 'invalid_message', 'The payload is nested too deeply to be sent on.')
       return
     }
     const id = ++lastMessageId
     const data = Buffer.from(chatMessage(payloadJson, from.conn.id, id))
-    queueBroadcast(data, log)
+    queueBroadcast(data)
     if (logsAt(log, 'debug')) log.debug({ client: from.conn.peer, id, recipients: clients.size, bytes: data.length }, 'message broadcast')
   }
 
-  function customEvent (client: Client, payload: JsonObject, log: FastifyBaseLogger): void {
+  function customEvent (client: Client, payload: JsonObject): void {
+    const { log } = client
     if (!serializable(payload)) {
-      refuse(client, 'invalid_message', 'The payload is nested too deeply to be answered.', log)
+      refuse(client, 'invalid_message', 'The payload is nested too deeply to be answered.')
       return
     }
     const action = payload.action
@@ -248,12 +253,12 @@ const chatRoutes: FastifyPluginAsync<ChatOptions> = async (app, opts) => {
         failed(err)
         return
       }
-      reply(client, frame, log)
+      reply(client, frame)
     }
     const failed = (err: unknown) => {
       const known = err instanceof CustomEventError
       log[known ? 'info' : 'error']({ client: client.conn.peer, action, err }, 'custom event handler failed')
-      refuse(client, 'custom_event_failed', known ? err.message : 'The server could not handle this custom_event.', log)
+      refuse(client, 'custom_event_failed', known ? err.message : 'The server could not handle this custom_event.')
     }
     let result: ReturnType<CustomEventHandler>
     try {
@@ -267,7 +272,8 @@ const chatRoutes: FastifyPluginAsync<ChatOptions> = async (app, opts) => {
     else answer(result)
   }
 
-  function onMessage (client: Client, data: Buffer, isBinary: boolean, log: FastifyBaseLogger): void {
+  function onMessage (client: Client, data: Buffer, isBinary: boolean): void {
+    const { log } = client
     const { conn, socket } = client
     conn.received(data.length)
     if (socket.readyState !== OPEN) return
@@ -277,32 +283,32 @@ const chatRoutes: FastifyPluginAsync<ChatOptions> = async (app, opts) => {
     }
     if (client.bucket !== undefined) {
       if (!client.bucket.take()) {
-        rateLimited(client, log)
+        rateLimited(client)
         return
       }
       client.droppedInARow = 0
     }
     if (isBinary) {
-      refuse(client, 'binary_not_supported', 'Binary frames are not supported here: send JSON as a text frame.', log)
+      refuse(client, 'binary_not_supported', 'Binary frames are not supported here: send JSON as a text frame.')
       return
     }
     const text = data.toString()
     if (logsAt(log, 'info')) log.info({ client: conn.peer, n: conn.messagesReceived, text: preview(text) }, 'message received')
     const parsed = parseChatFrame(text)
     if (!parsed.ok) {
-      refuse(client, parsed.code, parsed.message, log)
+      refuse(client, parsed.code, parsed.message)
       return
     }
     const frame = parsed.frame
     switch (frame.type) {
       case 'message':
-        broadcast(client, frame.payload, log)
+        broadcast(client, frame.payload)
         break
       case 'custom_event':
-        customEvent(client, frame.payload, log)
+        customEvent(client, frame.payload)
         break
       case 'ping':
-        reply(client, chatPong(), log)
+        reply(client, chatPong())
         break
     }
   }
@@ -315,16 +321,17 @@ const chatRoutes: FastifyPluginAsync<ChatOptions> = async (app, opts) => {
       socket,
       tcp: tcp instanceof Socket && socket.extensions === '' ? tcp : undefined,
       conn,
+      log,
       bucket: rateLimit > 0 ? new TokenBucket(rateLimit, rateBurst) : undefined,
       droppedInARow: 0,
       context: { clientId: conn.id, client: conn.peer, request }
     }
     // Welcomed before it joins: a broadcast queued meanwhile must not reach it ahead of its welcome.
-    reply(client, chatWelcome(conn.id, settings.welcomeMessage, settings.serverInfo), log)
+    reply(client, chatWelcome(conn.id, settings.welcomeMessage, settings.serverInfo))
     clients.add(client)
     log.info({ client: conn.peer, client_id: conn.id, connections: registry.connections.size, chat_clients: clients.size }, 'chat client connected')
     releaseUpgrade(socket, request)
-    socket.on('message', (data: Buffer, isBinary: boolean) => onMessage(client, data, isBinary, log))
+    socket.on('message', (data: Buffer, isBinary: boolean) => onMessage(client, data, isBinary))
     socket.on('error', (err: NodeJS.ErrnoException) => socketError(registry, log, conn, err))
     socket.on('close', (code: number, reason: Buffer) => {
       clients.delete(client)
