@@ -1,15 +1,21 @@
 // The echo endpoint: a JSON envelope for each text message, byte-exact binary echo, a plain echo
 // at `<path>/raw`, an optional welcome, and a debug mode that logs every frame.
 import type { FastifyBaseLogger, FastifyPluginAsync, FastifyRequest } from 'fastify'
+import type { IncomingMessage } from 'node:http'
 import type { WebSocket } from 'ws'
-import { addEndpoint, endpointPlugin, releaseUpgrade, socketError, tooBig, upgradeRequired } from './registry.js'
+import { addEndpoint, endpointPlugin, requestUser, socketError, tooBig, upgradeRequired } from './registry.js'
+import { releaseUpgrade } from './ws-internals.js'
 import type { Connection, ConnectionRegistry, EndpointStats } from '../src/registry.js'
 import { echoEnvelopeSerializer, echoWelcome } from '../src/messages.js'
-import { booleanOption, integerOption, pathOption, stringOption } from '../src/options.js'
+import { booleanOption, integerOption, knownOptions, pathOption, stringOption, type OptionKeys } from '../src/options.js'
 import { hexPreview, logsAt, preview } from '../src/format.js'
 import { InvalidOptionError } from '../src/errors.js'
-import { DEFAULT_LIMITS } from '../src/limits.js'
+import { DEFAULT_LIMITS, ENDPOINT_DEFAULTS } from '../src/limits.js'
 import { redactToken } from '../src/access.js'
+import { publicUser, TOKEN_EXPIRED_CODE, TOKEN_EXPIRED_REASON } from '../src/auth/user.js'
+import { parseControls, type Controls } from '../src/lab/controls.js'
+import { LabSession } from '../src/lab/session.js'
+import { clientPeer, offerSubprotocols, subprotocolsOption } from './transport.js'
 
 export interface EchoOptions {
   /** Where the envelope echo listens (default `/`). The plain echo is at `<path>/raw`. */
@@ -30,9 +36,12 @@ export interface EchoOptions {
   maxPayload?: number
   /** Echo on every path the app has no route for, as devices configured with any path expect (default: true when `path` is `/`). */
   anyPath?: boolean
+  /** Subprotocols accepted: `'*'` (default) the first a client offers, or a list (the first offered that is on it; none: no protocol header). */
+  subprotocols?: '*' | string[]
 }
 
 const PLUGIN = 'echohub-echo'
+const DEFAULTS = ENDPOINT_DEFAULTS.echo
 export const ECHO_MAX_PAYLOAD = DEFAULT_LIMITS.echoMaxPayload
 /** Unsent bytes per client above which the echo stops reading from it. */
 export const ECHO_HIGH_WATER = 1024 * 1024
@@ -47,18 +56,33 @@ interface Settings {
   maxPayload: number
 }
 
+const OPTION_KEYS: OptionKeys<EchoOptions> = {
+  path: true,
+  name: true,
+  serverInfo: true,
+  welcome: true,
+  welcomeMessage: true,
+  debug: true,
+  raw: true,
+  maxPayload: true,
+  anyPath: true,
+  subprotocols: true
+}
+
 function readOptions (opts: EchoOptions) {
   if (opts === null || typeof opts !== 'object') throw new InvalidOptionError(PLUGIN, 'options', 'must be an object')
-  const path = pathOption(PLUGIN, opts, 'path', '/')
+  knownOptions(PLUGIN, opts, OPTION_KEYS)
+  const path = pathOption(PLUGIN, opts, 'path', DEFAULTS.path)
   const welcome = booleanOption(PLUGIN, opts, 'welcome', false)
   return {
     path,
     raw: booleanOption(PLUGIN, opts, 'raw', true),
     anyPath: booleanOption(PLUGIN, opts, 'anyPath', path === '/'),
+    subprotocols: subprotocolsOption(PLUGIN, opts, '*', true),
     settings: {
-      name: stringOption(PLUGIN, opts, 'name', 'echo'),
-      serverInfo: stringOption(PLUGIN, opts, 'serverInfo', 'echohub echo server'),
-      welcome: welcome ? stringOption(PLUGIN, opts, 'welcomeMessage', 'Welcome to the echohub echo server!') : undefined,
+      name: stringOption(PLUGIN, opts, 'name', DEFAULTS.name),
+      serverInfo: stringOption(PLUGIN, opts, 'serverInfo', DEFAULTS.serverInfo),
+      welcome: welcome ? stringOption(PLUGIN, opts, 'welcomeMessage', DEFAULTS.welcomeMessage) : undefined,
       debug: booleanOption(PLUGIN, opts, 'debug', false),
       maxPayload: integerOption(PLUGIN, opts, 'maxPayload', ECHO_MAX_PAYLOAD, 1)
     } satisfies Settings
@@ -80,6 +104,8 @@ interface EchoState {
   log: FastifyBaseLogger
   /** The plain echo of `/raw`: no envelope. */
   raw: boolean
+  /** The device lab's controls at work on this connection; none on a plain one. */
+  lab: LabSession | undefined
 }
 
 const kEcho = Symbol('echohub.echo')
@@ -87,12 +113,26 @@ type EchoSocket = WebSocket & { [kEcho]: EchoState }
 const stateOf = (socket: WebSocket): EchoState => (socket as EchoSocket)[kEcho]
 
 const echoRoutes: FastifyPluginAsync<EchoOptions> = async (app, opts) => {
-  const { path, raw, anyPath, settings } = readOptions(opts)
+  const { path, raw, anyPath, subprotocols, settings } = readOptions(opts)
   const registry = app.echohub
-  const stats = addEndpoint(registry, PLUGIN, settings.name)
+  const stats = addEndpoint(app, PLUGIN, settings.name)
   stats.limits.max_payload = settings.maxPayload
   const endpoint: EchoEndpoint = { registry, stats, settings, envelope: echoEnvelopeSerializer(settings.serverInfo) }
 
+  // The lab's controls are read before the upgrade, so a bad one is an HTTP 400 naming it.
+  app.addHook('onRequest', async (request, reply) => {
+    if (!request.ws) return
+    const parsed = parseControls(request.url, settings)
+    if (parsed.ok) {
+      if (parsed.controls !== undefined) requestControls.set(request.raw, parsed.controls)
+      return
+    }
+    registry.hit('invalid_control')
+    request.log.warn({ url: redactToken(request.url), control: parsed.refusal.control }, `upgrade refused: ${parsed.refusal.message}`)
+    return reply.code(400).send(parsed.refusal)
+  })
+
+  app.addHook('onRequest', offerSubprotocols(subprotocols))
   const envelopeEcho = (socket: WebSocket, request: FastifyRequest) => accept(endpoint, socket, request, false)
   const rawEcho = (socket: WebSocket, request: FastifyRequest) => accept(endpoint, socket, request, true)
   app.route({ method: 'GET', url: path, handler: upgradeRequired, wsHandler: envelopeEcho })
@@ -100,20 +140,40 @@ const echoRoutes: FastifyPluginAsync<EchoOptions> = async (app, opts) => {
   if (anyPath) app.route({ method: 'GET', url: path === '/' ? '/*' : `${path}/*`, handler: upgradeRequired, wsHandler: envelopeEcho })
 }
 
-/** Opens the connection in the registry and wires the listeners every echo socket needs. */
+/** Controls parsed before the upgrade, for the handler that opens the connection. */
+const requestControls = new WeakMap<IncomingMessage, Controls>()
+
+/** Attaches the socket to the registry (which removes it on close) and wires the echo's listeners. */
 function accept (endpoint: EchoEndpoint, ws: WebSocket, request: FastifyRequest, raw: boolean): void {
   const { registry, settings } = endpoint
-  const conn = registry.open(endpoint.stats, request.raw.socket?.remoteAddress, request.raw.socket?.remotePort)
+  const conn = registry.attach(ws, endpoint.stats, { ...clientPeer(request), path: request.url, user: requestUser(request) })
+  const user = conn.user
   const socket = ws as EchoSocket
-  socket[kEcho] = { endpoint, conn, log: request.log, raw }
-  request.log.info({ client: conn.peer, connections: registry.connections.size, path: redactToken(request.url) }, 'client connected')
+  const controls = requestControls.get(request.raw)
+  const log = request.log
+  const lab = controls === undefined
+    ? undefined
+    : new LabSession({ socket, conn, registry, controls, raw, highWater: ECHO_HIGH_WATER, log })
+  socket[kEcho] = { endpoint, conn, log, raw, lab }
+  log.info({ client: conn.peer, ...(user === undefined ? {} : { user: user.id }), connections: registry.connections.size, path: redactToken(request.url) }, 'client connected')
+  // Echo text is echoed, so an echo client cannot refresh in-band: it reconnects with a new token.
+  if (user?.expiresAt !== undefined) conn.expireAt(user.expiresAt, () => expire(socket))
   releaseUpgrade(socket, request)
-  socket.on('message', onMessage)
+  // A plain connection keeps the plain echo's listener: the controls cost it nothing.
+  socket.on('message', lab === undefined ? onMessage : onLabMessage)
   socket.on('error', onError)
   socket.on('close', onClose)
   if (settings.welcome !== undefined && !raw) {
-    reply(socket, Buffer.from(echoWelcome(settings.welcome, conn.id, settings.serverInfo)), false)
+    reply(socket, Buffer.from(echoWelcome(settings.welcome, conn.id, settings.serverInfo, user === undefined ? undefined : publicUser(user), controls, socket.protocol)), false)
   }
+  lab?.start()
+}
+
+function expire (socket: EchoSocket): void {
+  const { endpoint, conn, log } = stateOf(socket)
+  endpoint.registry.hit('token_expired')
+  log.info({ client: conn.peer, user: conn.user?.id }, 'token expired; connection closed with 4401')
+  socket.close(TOKEN_EXPIRED_CODE, TOKEN_EXPIRED_REASON)
 }
 
 function onMessage (this: WebSocket, data: Buffer, isBinary: boolean): void {
@@ -124,8 +184,9 @@ function onMessage (this: WebSocket, data: Buffer, isBinary: boolean): void {
     tooBig(endpoint.registry, log, this, conn, settings.maxPayload)
     return
   }
-  if (settings.debug) logFrame(log, conn, data, isBinary)
-  const infoOn = logsAt(log, 'info')
+  if (settings.debug) logFrame(log, conn, 'frame received', conn.messagesReceived, data, isBinary)
+  // With debug's frame lines on, the info lines would say the same again.
+  const infoOn = logsAt(log, 'info') && !(settings.debug && logsAt(log, 'debug'))
   if (raw || isBinary) {
     if (infoOn) log.info({ client: conn.peer, n: conn.messagesReceived, ...(isBinary ? { bytes: data.length } : { text: preview(data.toString()) }) }, 'message received')
     reply(this, data, isBinary)
@@ -137,14 +198,30 @@ function onMessage (this: WebSocket, data: Buffer, isBinary: boolean): void {
   if (infoOn) log.info({ client: conn.peer, message_id: conn.messagesReceived }, 'echo sent')
 }
 
+/** onMessage for a connection with lab controls: the same reply, handed to its LabSession. */
+function onLabMessage (this: WebSocket, data: Buffer, isBinary: boolean): void {
+  const { endpoint, conn, log, raw, lab } = stateOf(this)
+  const { settings } = endpoint
+  conn.received(data.length)
+  if (data.length > settings.maxPayload) {
+    tooBig(endpoint.registry, log, this, conn, settings.maxPayload)
+    return
+  }
+  if (settings.debug) logFrame(log, conn, 'frame received', conn.messagesReceived, data, isBinary)
+  const plain = raw || isBinary
+  const text = plain ? '' : data.toString()
+  if (logsAt(log, 'info')) log.info({ client: conn.peer, n: conn.messagesReceived, ...(isBinary ? { bytes: data.length } : { text: preview(plain ? data.toString() : text) }) }, 'message received')
+  lab!.reply(plain ? data : Buffer.from(endpoint.envelope(text, conn.peer, conn.messagesReceived)), isBinary)
+}
+
 function onError (this: WebSocket, err: NodeJS.ErrnoException): void {
   const { endpoint, conn, log } = stateOf(this)
   socketError(endpoint.registry, log, conn, err)
 }
 
 function onClose (this: WebSocket, code: number, reason: Buffer): void {
-  const { endpoint, conn, log } = stateOf(this)
-  conn.remove()
+  const { endpoint, conn, log, lab } = stateOf(this)
+  lab?.stop()
   log.info({ client: conn.peer, code, reason: preview(reason.toString()), messages: conn.messagesReceived, connections: endpoint.registry.connections.size }, 'client disconnected')
 }
 
@@ -156,6 +233,7 @@ function onClose (this: WebSocket, code: number, reason: Buffer): void {
 function reply (socket: WebSocket, data: Buffer, isBinary: boolean): void {
   const { endpoint, conn, log } = stateOf(socket)
   conn.sent(data.length)
+  if (endpoint.settings.debug) logFrame(log, conn, 'frame sent', conn.messagesSent, data, isBinary)
   if (socket.bufferedAmount + data.length <= ECHO_HIGH_WATER || socket.isPaused) {
     socket.send(data, isBinary ? BINARY : TEXT)
     return
@@ -166,15 +244,16 @@ function reply (socket: WebSocket, data: Buffer, isBinary: boolean): void {
   socket.send(data, isBinary ? BINARY : TEXT, () => { if (socket.readyState === socket.OPEN) socket.resume() })
 }
 
-function logFrame (log: FastifyBaseLogger, conn: Connection, data: Buffer, isBinary: boolean): void {
+/** One debug line per frame, each direction: its text, or hex for binary. */
+function logFrame (log: FastifyBaseLogger, conn: Connection, what: 'frame received' | 'frame sent', n: number, data: Buffer, isBinary: boolean): void {
   if (!logsAt(log, 'debug')) return
   log.debug({
     client: conn.peer,
-    n: conn.messagesReceived,
+    n,
     opcode: isBinary ? 'binary' : 'text',
     bytes: data.length,
     ...(isBinary ? { hex: hexPreview(data) } : { text: preview(data.toString(), 2000) })
-  }, 'frame received')
+  }, what)
 }
 
 /** The echo plugin: an envelope echo at `path`, a plain one at `<path>/raw`. */

@@ -3,14 +3,21 @@
 import type { FastifyBaseLogger, FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import websocket from '@fastify/websocket'
-import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { WebSocket } from 'ws'
-import { ConnectionRegistry, type Connection, type EndpointStats } from '../src/registry.js'
-import { describe, integerOption, stringOption } from '../src/options.js'
-import { AccessPolicy, TOKEN_REQUIRED, redactToken } from '../src/access.js'
-import { DEFAULT_LIMITS } from '../src/limits.js'
-import { formatPeer, plainAddress } from '../src/format.js'
-import { InvalidOptionError } from '../src/errors.js'
+import { ConnectionRegistry, connectionOf, type Connection, type EndpointStats } from '../src/registry.js'
+import { booleanOption, describe, integerOption, knownOptions, stringOption, type OptionKeys } from '../src/options.js'
+import { AccessPolicy, redactToken, redactedRequest } from '../src/access.js'
+import { DEFAULT_LIMITS, type LimitName } from '../src/limits.js'
+import { REFUSALS, type Refusal } from '../src/refusals.js'
+import { formatPeer } from '../src/format.js'
+import { InvalidOptionError, InvalidTokenError, TokenExpiredError } from '../src/errors.js'
+import { createJwtVerifier, publicKeyFromPem, secretKey, type JwtOptions } from '../src/auth/jwt.js'
+import { checkedUser, identify, jwtIdentity, type AuthRefusal, type Identity } from '../src/auth/identity.js'
+import type { Authenticate, User } from '../src/auth/user.js'
+import { PER_MESSAGE_DEFLATE } from '../src/compression.js'
+import { raiseMaxPayload, rememberUpgrade } from './ws-internals.js'
+import { clientPeer, routeSubprotocols, subprotocolRouter } from './transport.js'
+import { answerCheck, isCheck } from '../routes/check.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -34,17 +41,50 @@ export interface RegistryPluginOptions {
   heartbeatInterval?: number
   /** Allowed `Origin`s on the upgrade: `*` (default) or a list; refused ones get 403. */
   origins?: '*' | string[]
-  /** Require this token on upgrades, /stats and /metrics (Bearer header or `?token=`); off by default. */
+  /**
+   * Require this token on upgrades and the admin routes (Bearer header or `?token=`); off by default.
+   * With identity on (`jwt` or `authenticate`), upgrades take only the user's credentials and this
+   * token guards only the admin routes.
+   */
   authToken?: string
+  /** Identity from signed tokens: every WebSocket client presents a JWT checked with these settings. */
+  jwt?: JwtOptions
+  /**
+   * Identity from the host app: who an upgrade (or admin request) comes from. Returns the user
+   * `{ id, name?, rooms?, admin?, expiresAt? }` or throws for a `401` (an InvalidTokenError or
+   * TokenExpiredError sets the body's message; any other error is refused with a generic one).
+   */
+  authenticate?: Authenticate<FastifyRequest>
+  /** With `authenticate`: checks the token of a chat `refresh` frame, returning its user or throwing. Without it, chat connections cannot be extended in-band. */
+  verifyToken?: (token: string) => User | Promise<User>
+  /**
+   * permessage-deflate on the app's WebSocket server (off by default): ws holds it per server, so it
+   * applies to every WebSocket route of the app. Where the app registered @fastify/websocket itself,
+   * set `perMessageDeflate` in its options instead.
+   */
+  compression?: boolean
 }
 
 export const SHUTDOWN_REASON = 'server shutting down'
 const PLUGIN = 'echohub-registry'
 const DEFAULT_WS_MAX_PAYLOAD = 64 * 1024
-/** Marks an app whose @fastify/websocket echohub registered, so its settings are echohub's to tune. */
-const kOwnsWebsocket = Symbol('echohub.ownsWebsocket')
+
+const OPTION_KEYS: OptionKeys<RegistryPluginOptions> = {
+  registry: true,
+  shutdownTimeout: true,
+  maxConnections: true,
+  maxConnectionsPerIp: true,
+  heartbeatInterval: true,
+  origins: true,
+  authToken: true,
+  jwt: true,
+  authenticate: true,
+  verifyToken: true,
+  compression: true
+}
 
 function readOptions (opts: RegistryPluginOptions) {
+  knownOptions(PLUGIN, opts, OPTION_KEYS)
   if (opts.registry !== undefined && !(opts.registry instanceof ConnectionRegistry)) {
     throw new InvalidOptionError(PLUGIN, 'registry', 'must be a ConnectionRegistry')
   }
@@ -57,9 +97,74 @@ function readOptions (opts: RegistryPluginOptions) {
     maxConnections: integerOption(PLUGIN, opts, 'maxConnections', DEFAULT_LIMITS.maxConnections, 1),
     maxConnectionsPerIp: integerOption(PLUGIN, opts, 'maxConnectionsPerIp', DEFAULT_LIMITS.maxConnectionsPerIp, 1),
     heartbeatInterval: integerOption(PLUGIN, opts, 'heartbeatInterval', DEFAULT_LIMITS.heartbeatInterval, 0),
-    access: new AccessPolicy({ origins, authToken: opts.authToken === undefined ? undefined : stringOption(PLUGIN, opts, 'authToken', '') })
+    compression: booleanOption(PLUGIN, opts, 'compression', false),
+    access: new AccessPolicy({
+      origins,
+      authToken: opts.authToken === undefined ? undefined : stringOption(PLUGIN, opts, 'authToken', ''),
+      identity: identityOption(opts)
+    })
   }
 }
+
+/** The `jwt` or `authenticate` option as one Identity, checked now so a bad key fails `register`. */
+function identityOption (opts: RegistryPluginOptions): Identity | undefined {
+  const { jwt, authenticate, verifyToken } = opts
+  if (jwt !== undefined && authenticate !== undefined) {
+    throw new InvalidOptionError(PLUGIN, 'jwt', 'and "authenticate" exclude each other: the JWT check is one authenticate function')
+  }
+  if (verifyToken !== undefined && typeof verifyToken !== 'function') throw new InvalidOptionError(PLUGIN, 'verifyToken', `must be a function, got ${describe(verifyToken)}`)
+  if (authenticate !== undefined) {
+    if (typeof authenticate !== 'function') throw new InvalidOptionError(PLUGIN, 'authenticate', `must be a function (request) => user, got ${describe(authenticate)}`)
+    return { authenticate: authenticate as Authenticate, refresh: verifyToken === undefined ? undefined : async (token) => checkedUser(await verifyToken(token)) }
+  }
+  if (jwt === undefined) {
+    if (verifyToken !== undefined) throw new InvalidOptionError(PLUGIN, 'verifyToken', 'needs "authenticate"')
+    return undefined
+  }
+  if (jwt === null || typeof jwt !== 'object') throw new InvalidOptionError(PLUGIN, 'jwt', `must be an object like { secret } or { publicKey }, got ${describe(jwt)}`)
+  if (jwt.clockTolerance !== undefined) integerOption(PLUGIN, jwt, 'clockTolerance', 0, 0, 300)
+  for (const key of ['audience', 'issuer'] as const) {
+    if (jwt[key] !== undefined && (typeof jwt[key] !== 'string' || jwt[key] === '')) throw new InvalidOptionError(PLUGIN, `jwt.${key}`, `must be a non-empty string, got ${describe(jwt[key])}`)
+  }
+  const check = (key: 'secret' | 'publicKey', test: () => unknown) => {
+    try {
+      test()
+    } catch (err) {
+      throw new InvalidOptionError(PLUGIN, `jwt.${key}`, (err as Error).message)
+    }
+  }
+  if (jwt.secret !== undefined) check('secret', () => secretKey(jwt.secret!))
+  if (jwt.publicKey !== undefined) check('publicKey', () => publicKeyFromPem(jwt.publicKey!))
+  try {
+    return jwtIdentity(createJwtVerifier(jwt)) as Identity
+  } catch (err) {
+    throw new InvalidOptionError(PLUGIN, 'jwt', (err as Error).message)
+  }
+}
+
+type Settings = ReturnType<typeof readOptions>
+
+/**
+ * What one registration of the registry plugin (one app) holds: its settings and the endpoints
+ * declared in it. Heartbeat and shutdown reach exactly the connections of these endpoints, never
+ * another app's nor the sockets of the app's own WebSocket routes.
+ */
+interface AppScope {
+  registry: ConnectionRegistry
+  settings: Settings
+  endpoints: Set<EndpointStats>
+  /** echohub registered @fastify/websocket in this app, so its settings are echohub's to tune. */
+  ownsWebsocket: boolean
+}
+
+const kScope = Symbol('echohub.scope')
+
+function scopeOf (app: FastifyInstance): AppScope {
+  return (app as unknown as Record<symbol, AppScope>)[kScope]!
+}
+
+const OPEN = 1
+const CLOSED = 3
 
 const registryPlugin: FastifyPluginAsync<RegistryPluginOptions> = async (app, opts) => {
   const settings = readOptions(opts)
@@ -70,14 +175,23 @@ const registryPlugin: FastifyPluginAsync<RegistryPluginOptions> = async (app, op
     heartbeat_interval_ms: settings.heartbeatInterval,
     shutdown_timeout_ms: settings.shutdownTimeout,
     origins: settings.access.origins === '*' ? '*' : [...settings.access.origins].join(','),
-    auth: settings.access.authRequired
+    auth: settings.access.authRequired,
+    identity: opts.jwt !== undefined ? 'jwt' : opts.authenticate !== undefined ? 'authenticate' : false,
+    compression: settings.compression
   })
   app.decorate('echohub', registry)
   app.decorate('echohubAccess', settings.access)
+  const scope: AppScope = { registry, settings, endpoints: new Set(), ownsWebsocket: !app.hasDecorator('websocketServer') }
+  app.decorate(kScope as unknown as string, scope)
 
-  if (!app.hasDecorator('websocketServer')) {
+  if (scope.ownsWebsocket) {
     await app.register(websocket, {
-      options: { maxPayload: DEFAULT_WS_MAX_PAYLOAD },
+      options: {
+        maxPayload: DEFAULT_WS_MAX_PAYLOAD,
+        // Each echohub endpoint picks its own subprotocol, though ws asks the server once.
+        handleProtocols: subprotocolRouter(),
+        ...(settings.compression ? { perMessageDeflate: PER_MESSAGE_DEFLATE } : {})
+      },
       // ws has already answered a protocol error with the right close code (1002, 1007, 1009) and
       // the endpoint's own listener logs and counts it; anything else is a bug in a handler.
       errorHandler (error, socket, request) {
@@ -87,90 +201,158 @@ const registryPlugin: FastifyPluginAsync<RegistryPluginOptions> = async (app, op
       },
       preClose: async function closeClients (this: FastifyInstance) {
         registry.startDraining()
-        await closeAll(this.websocketServer.clients, settings.shutdownTimeout)
+        // The app's own WebSocket routes get what the library's default preClose gives them: their
+        // clients a close frame, and no new upgrade (ws answers 503 once its server is closed).
+        // The upgrade listener stays, so echohub's routes can still refuse with a JSON 503.
+        for (const ws of this.websocketServer.clients) if (connectionOf(ws) === undefined) ws.close()
+        this.websocketServer.close()
+        await closeAll(registry.connectionsOf(scope.endpoints), settings.shutdownTimeout)
       }
     })
-    app.decorate(kOwnsWebsocket, true)
+  } else {
+    if (settings.compression) {
+      throw new InvalidOptionError(PLUGIN, 'compression', 'cannot be set where the app registered @fastify/websocket itself: give perMessageDeflate in its options instead')
+    }
+    // The app's own routes keep the app's handleProtocols; echohub's answer as each endpoint decides.
+    routeSubprotocols(app.websocketServer)
+    // The app's @fastify/websocket closes every client first (its default preClose, registered
+    // earlier); echohub drains and waits for its own to finish closing.
+    app.addHook('preClose', async () => {
+      registry.startDraining()
+      await closeAll(registry.connectionsOf(scope.endpoints), settings.shutdownTimeout)
+    })
   }
+  if (settings.heartbeatInterval > 0) startHeartbeat(app, scope, settings.heartbeatInterval)
+}
 
-  app.addHook('onRequest', async (request, reply) => {
-    if (!request.ws) return
-    if (app.hasDecorator(kOwnsWebsocket as unknown as string)) upgradeResponses.set(request.raw, reply.raw)
-    return admit(request, reply, registry, settings)
-  })
-  if (settings.heartbeatInterval > 0) startHeartbeat(app, registry, settings.heartbeatInterval)
+/** Sends a refusal from src/refusals.ts: its status, `Retry-After` when it has one, and the JSON body. */
+export function sendRefusal (reply: FastifyReply, refusal: Refusal): FastifyReply {
+  if (refusal.retryAfter !== undefined) reply.header('retry-after', String(refusal.retryAfter))
+  return reply.code(refusal.status).send({ error: refusal.error, message: refusal.message })
 }
 
 /**
- * Refuses an upgrade with an HTTP status and a JSON body before any WebSocket exists. The checks
- * and the handler that opens the connection run without yielding to other sockets' I/O, so two
- * upgrades cannot both pass the last free slot.
+ * Refuses an upgrade to one of echohub's routes with an HTTP status and a JSON body before any
+ * WebSocket exists. The checks and the handler that opens the connection run without yielding to
+ * other sockets' I/O, so two upgrades cannot both pass the last free slot.
  */
-function admit (request: FastifyRequest, reply: FastifyReply, registry: ConnectionRegistry, settings: ReturnType<typeof readOptions>): FastifyReply | undefined {
-  const refuse = (status: number, limit: string, error: string, message: string, retryAfter?: number) => {
-    registry.hit(limit)
-    request.log.warn({ client: formatPeer(request.raw.socket?.remoteAddress, request.raw.socket?.remotePort), url: redactToken(request.url), status, limit }, `upgrade refused: ${message}`)
-    if (retryAfter !== undefined) reply.header('retry-after', String(retryAfter))
-    return reply.code(status).send({ error, message })
-  }
-  if (registry.draining) return refuse(503, 'draining', 'shutting_down', 'the server is shutting down', 5)
-  if (!settings.access.authorized(request)) {
-    return refuse(401, 'auth', 'unauthorized', TOKEN_REQUIRED)
-  }
-  if (!settings.access.originAllowed(request)) {
-    return refuse(403, 'origin', 'origin_not_allowed', `origin ${String(request.headers.origin)} is not allowed (see --origins)`)
-  }
-  if (registry.connections.size >= settings.maxConnections) {
-    return refuse(503, 'max_connections', 'server_full', `the server holds its maximum of ${settings.maxConnections} connections`, 5)
-  }
-  const address = request.raw.socket?.remoteAddress
+function admit (request: FastifyRequest, reply: FastifyReply, scope: AppScope): FastifyReply | undefined {
+  const { registry, settings } = scope
+  const refusal = refusalFor(request, registry, settings)
+  if (refusal === undefined) return undefined
+  if (refusal.limit !== undefined) registry.hit(refusal.limit)
+  const peer = clientPeer(request)
+  request.log.warn({ client: formatPeer(peer.address, peer.port), url: redactToken(request.url), status: refusal.status, limit: refusal.limit }, `upgrade refused: ${refusal.message}`)
+  return sendRefusal(reply, refusal)
+}
+
+function refusalFor (request: FastifyRequest, registry: ConnectionRegistry, settings: Settings): Refusal | undefined {
+  if (registry.draining) return REFUSALS.draining()
+  // With identity on, the user's credentials (checked before) are what lets a client in.
+  if (settings.access.identity === undefined && !settings.access.authorized(request)) return REFUSALS.unauthorized()
+  if (!settings.access.originAllowed(request)) return REFUSALS.originNotAllowed(String(request.headers.origin))
+  if (registry.connections.size >= settings.maxConnections) return REFUSALS.serverFull(settings.maxConnections)
+  const address = clientPeer(request).address
   if (address !== undefined && registry.connectionsFrom(address) >= settings.maxConnectionsPerIp) {
-    return refuse(429, 'max_connections_per_ip', 'too_many_connections', `${plainAddress(address)} already holds the maximum of ${settings.maxConnectionsPerIp} connections`, 5)
+    return REFUSALS.tooManyConnections(address, settings.maxConnectionsPerIp)
   }
   return undefined
 }
 
-const kAwaitingPong = Symbol('echohub.awaitingPong')
-type HeartbeatSocket = WebSocket & { [kAwaitingPong]?: boolean }
+/** The user each admitted upgrade comes from (identity on), for the endpoint that opens its connection. */
+const requestUsers = new WeakMap<FastifyRequest, User>()
 
-// One listener function for every socket: a closure per connection would cost memory on each.
-function onPong (this: WebSocket): void {
-  (this as HeartbeatSocket)[kAwaitingPong] = false
+/** Who the client of this upgrade is, when identity is on. */
+export function requestUser (request: FastifyRequest): User | undefined {
+  return requestUsers.get(request)
 }
 
-/** Pings every client each period; one that has not answered the previous ping is terminated. */
-function startHeartbeat (app: FastifyInstance, registry: ConnectionRegistry, interval: number): void {
-  app.websocketServer.on('connection', (ws: WebSocket) => ws.on('pong', onPong))
+/**
+ * With identity on, who the upgrade comes from: the user is kept for the endpoint, or the upgrade
+ * is refused with 401. Runs before the other admission checks, which then run without yielding.
+ */
+async function identifyUpgrade (request: FastifyRequest, reply: FastifyReply, scope: AppScope): Promise<FastifyReply | undefined> {
+  const identity = scope.settings.access.identity
+  if (identity === undefined || scope.registry.draining) return undefined
+  const result = await identify(identity, request)
+  if ('refusal' in result) return refuseUser(request, reply, scope.registry, result.refusal, result.cause, 'upgrade')
+  requestUsers.set(request, result.user)
+  return undefined
+}
+
+/** A 401 for credentials `authenticate` refused; counted as `auth`, logged without the token. */
+function refuseUser (request: FastifyRequest, reply: FastifyReply, registry: ConnectionRegistry, refused: AuthRefusal, cause: unknown, what: string): FastifyReply {
+  const refusal = REFUSALS.badCredentials(refused.error, refused.message)
+  registry.hit(refusal.limit!)
+  const client = formatPeer(request.raw.socket?.remoteAddress, request.raw.socket?.remotePort)
+  // An error that is not one of echohub's token errors came from a host app's authenticate: log it whole.
+  if (cause !== undefined && !(cause instanceof InvalidTokenError) && !(cause instanceof TokenExpiredError)) {
+    request.log.error({ client, url: redactToken(request.url), err: cause }, `${what} refused: authenticate failed`)
+  } else {
+    request.log.warn({ client, url: redactToken(request.url), status: refusal.status, limit: refusal.limit }, `${what} refused: ${refusal.message}`)
+  }
+  return sendRefusal(reply.header('www-authenticate', 'Bearer error="invalid_token"'), refusal)
+}
+
+/**
+ * The admin routes' guard (`/stats`, `/metrics`, `/connections`, `/rooms`, `POST /publish`, `/inspect`):
+ * `--auth-token` when it is set; otherwise, with identity on, a user whose `admin` is true (no or bad
+ * credentials: 401; a user without admin: 403 `admin_required`); otherwise open. Returns the
+ * refusal to send, or undefined to let the request through.
+ */
+export async function adminRefusal (app: FastifyInstance, request: FastifyRequest): Promise<{ refusal: Refusal, cause?: unknown } | undefined> {
+  const access = app.echohubAccess
+  if (access.authRequired || access.identity === undefined) {
+    return access.authorized(request) ? undefined : { refusal: REFUSALS.unauthorized() }
+  }
+  const result = await identify(access.identity, request)
+  if ('refusal' in result) return { refusal: REFUSALS.badCredentials(result.refusal.error, result.refusal.message), cause: result.cause }
+  return result.user.admin === true ? undefined : { refusal: REFUSALS.adminRequired() }
+}
+
+/** An onRequest hook body for the admin routes: sends adminRefusal's refusal, counted and logged. */
+export async function requireAdmin (app: FastifyInstance, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
+  const refused = await adminRefusal(app, request)
+  if (refused === undefined) return undefined
+  const { refusal, cause } = refused
+  app.echohub.hit(refusal.limit!)
+  if (cause !== undefined && !(cause instanceof InvalidTokenError) && !(cause instanceof TokenExpiredError)) {
+    request.log.error({ url: redactToken(request.url), err: cause }, 'admin request refused: authenticate failed')
+  } else {
+    request.log.warn({ url: redactToken(request.url), status: refusal.status }, `admin request refused: ${refusal.message}`)
+  }
+  if (refusal.status === 401) reply.header('www-authenticate', refusal.error === 'unauthorized' ? 'Bearer' : 'Bearer error="invalid_token"')
+  return sendRefusal(reply, refusal)
+}
+
+/** Pings the app's echohub clients each period; one that has not answered the previous ping is cut off. */
+function startHeartbeat (app: FastifyInstance, scope: AppScope, interval: number): void {
+  const { registry } = scope
   const timer = setInterval(() => {
-    for (const ws of app.websocketServer.clients as Set<HeartbeatSocket>) {
-      if (ws.readyState !== ws.OPEN) continue
-      if (ws[kAwaitingPong] === true) {
-        registry.hit('heartbeat_timeout')
-        app.log.warn({ interval_ms: interval }, 'client missed a heartbeat ping; connection terminated')
-        ws.terminate()
-      } else {
-        ws[kAwaitingPong] = true
-        ws.ping()
-      }
+    for (const conn of registry.connectionsOf(scope.endpoints)) {
+      if (conn.socket.readyState !== OPEN || conn.heartbeat()) continue
+      registry.hit('heartbeat_timeout')
+      app.log.warn({ client: conn.peer, interval_ms: interval }, 'client missed a heartbeat ping; connection terminated')
+      conn.socket.terminate()
     }
   }, interval)
   timer.unref()
   app.addHook('onClose', async () => clearInterval(timer))
 }
 
-/** Closes every client with 1001 and waits for them, at most `timeout` ms; then cuts the rest off. */
-async function closeAll (clients: Set<WebSocket>, timeout: number): Promise<void> {
-  const open = [...clients].filter((ws) => ws.readyState !== ws.CLOSED)
+/** Closes these clients with 1001 and waits for them, at most `timeout` ms; then cuts the rest off. */
+async function closeAll (conns: Connection[], timeout: number): Promise<void> {
+  const open = conns.map((conn) => conn.socket).filter((ws) => ws.readyState !== CLOSED)
   if (open.length === 0) return
   const closed = open.map((ws) => new Promise<void>((resolve) => {
-    ws.once('close', () => resolve())
+    ws.on('close', () => resolve())
     ws.close(1001, SHUTDOWN_REASON)
   }))
   let timer: NodeJS.Timeout | undefined
   const timedOut = new Promise<void>((resolve) => { timer = setTimeout(resolve, timeout) })
   await Promise.race([Promise.all(closed), timedOut])
   clearTimeout(timer)
-  for (const ws of open) if (ws.readyState !== ws.CLOSED) ws.terminate()
+  for (const ws of open) if (ws.readyState !== CLOSED) ws.terminate()
   // A terminated socket still emits 'close' (and so leaves the registry) a moment later.
   await Promise.all(closed)
 }
@@ -184,15 +366,12 @@ export const echohubRegistry = fp(registryPlugin, { name: 'echohub-registry', fa
  */
 export async function ensureInfrastructure (app: FastifyInstance, maxPayload: number): Promise<ConnectionRegistry> {
   if (!app.hasDecorator('echohub')) await app.register(echohubRegistry)
-  if (app.hasDecorator(kOwnsWebsocket as unknown as string)) {
-    const options = app.websocketServer.options
-    if (maxPayload > (options.maxPayload ?? 0)) options.maxPayload = maxPayload
-  }
+  if (scopeOf(app).ownsWebsocket) raiseMaxPayload(app.websocketServer, maxPayload)
   return app.echohub
 }
 
 /** The limit a `ws` error stands for; ws has already closed the socket with the matching code. */
-const WS_ERROR_LIMITS: Record<string, string> = {
+const WS_ERROR_LIMITS: Record<string, LimitName> = {
   WS_ERR_INVALID_UTF8: 'invalid_utf8',
   WS_ERR_UNSUPPORTED_MESSAGE_LENGTH: 'oversize'
 }
@@ -215,53 +394,54 @@ export function tooBig (registry: ConnectionRegistry, log: FastifyBaseLogger, so
   socket.close(1009, `message larger than ${maxPayload} bytes`)
 }
 
-/** Declares an endpoint in the registry; a name already taken fails `register`, naming the option. */
-export function addEndpoint (registry: ConnectionRegistry, plugin: string, name: string): EndpointStats {
+/**
+ * Declares an endpoint of this app in the registry, so the app's heartbeat and shutdown reach its
+ * connections; a name already taken fails `register`, naming the option.
+ */
+export function addEndpoint (app: FastifyInstance, plugin: string, name: string): EndpointStats {
+  const registry = app.echohub
   if (registry.endpoints.has(name)) {
     throw new InvalidOptionError(plugin, 'name', `"${name}" is already used by another endpoint of this app; give each endpoint its own name`)
   }
-  return registry.addEndpoint(name)
+  const stats = registry.addEndpoint(name)
+  scopeOf(app).endpoints.add(stats)
+  return stats
 }
 
-/** A plain HTTP GET on a WebSocket path: say how to connect instead of a bare 404. */
-export function upgradeRequired (request: FastifyRequest, reply: FastifyReply): FastifyReply {
-  return reply.code(426).header('upgrade', 'websocket').send({
-    error: 'upgrade_required',
-    message: `${request.url} is a WebSocket endpoint: connect with a WebSocket client, e.g. ws://${request.host}${request.url}`
-  })
+/**
+ * A plain HTTP GET on a WebSocket path: with `?check`, the upgrade's admission without the upgrade
+ * and without counting it (routes/check.ts); otherwise say how to connect instead of a bare 404.
+ */
+export function upgradeRequired (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  if (isCheck(request)) {
+    const { registry, settings } = scopeOf(this)
+    return answerCheck(request, reply, (asked) => refusalFor(asked, registry, settings))
+  }
+  return sendRefusal(reply.header('upgrade', 'websocket'), REFUSALS.upgradeRequired(request.url, request.host))
 }
 
 /**
  * Wraps an endpoint's routes as its public plugin. The wrapper runs in the parent's context only to
  * make sure the shared registry and @fastify/websocket exist there; the routes live in an
- * encapsulated child, so `prefix` and their hooks stay local.
+ * encapsulated child with the admission hook (draining, token, origin, caps), so `prefix` and the
+ * hook stay on echohub's own routes and never meet the app's.
  */
 export function endpointPlugin<Options extends { maxPayload?: number }> (name: string, defaultMaxPayload: number, routes: FastifyPluginAsync<Options>) {
+  const admitted: FastifyPluginAsync<Options> = async (child, opts) => {
+    const scope = scopeOf(child)
+    child.addHook('onRequest', async (request, reply) => {
+      if (!request.ws) return
+      if (scope.ownsWebsocket) rememberUpgrade(request, reply)
+      return await identifyUpgrade(request, reply, scope) ?? admit(request, reply, scope)
+    })
+    await routes(child, opts)
+  }
   return fp<Options>(async function endpoint (app: FastifyInstance, opts: Options) {
     await ensureInfrastructure(app, integerOption(name, opts, 'maxPayload', defaultMaxPayload, 1))
-    await app.register(routes, opts)
+    // The request lines of echohub's routes hide `?token=`, whatever logger the app has.
+    // (Fastify types serializers as returning strings; pino takes objects, as its own `req` serializer returns.)
+    await app.register(async (child) => { await child.register(admitted, opts) }, { logSerializers: { req: redactedRequest as unknown as (req: unknown) => string } })
   }, { name, fastify: '5.x' })
 }
 
-/** The ServerResponse @fastify/websocket made for each upgrade echohub's own websocket handles. */
-const upgradeResponses = new WeakMap<IncomingMessage, ServerResponse>()
-
-/**
- * Lets go of what an open WebSocket does not need. @fastify/websocket keeps the upgrade's Fastify
- * request and reply alive for as long as the connection lasts (its per-socket error listener closes
- * over them, and the reply's ServerResponse stays attached to the TCP socket, holding Node's
- * IncomingMessage): about 3 KB on every idle connection. Where echohub registered the library
- * itself, that listener only reaches echohub's errorHandler, which has nothing to do for socket
- * errors (ws has already closed the socket; the endpoint's own listener logs and counts them), so
- * it is dropped and the response detached. An app that registered @fastify/websocket with its own
- * errorHandler keeps it. Call before adding the endpoint's own `error` listener.
- */
-export function releaseUpgrade (socket: WebSocket, request: FastifyRequest): void {
-  const response = upgradeResponses.get(request.raw)
-  if (response === undefined) return
-  upgradeResponses.delete(request.raw)
-  // The library adds its listener last, right before calling the handler; others stay.
-  const libraryListener = socket.listeners('error').at(-1)
-  if (libraryListener !== undefined) socket.removeListener('error', libraryListener as (err: Error) => void)
-  if (request.raw.socket !== undefined && request.raw.socket !== null) response.detachSocket(request.raw.socket)
-}
+export { releaseUpgrade } from './ws-internals.js'

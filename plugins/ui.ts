@@ -5,8 +5,15 @@ import { fileURLToPath } from 'node:url'
 import type { FastifyPluginAsync } from 'fastify'
 import fp from 'fastify-plugin'
 import fastifyStatic from '@fastify/static'
-import { pathOption, stringOption, describe } from '../src/options.js'
+import { booleanOption, integerOption, pathOption, stringOption, describe, knownOptions, type OptionKeys } from '../src/options.js'
+import { DEFAULT_LIMITS } from '../src/limits.js'
 import { InvalidOptionError } from '../src/errors.js'
+import { ENDPOINT_DEFAULTS } from '../src/limits.js'
+import { serversRoutes, type ServersInfo } from '../routes/servers.js'
+import { inspectRoutes } from '../routes/inspect.js'
+import { adminRefusal, ensureInfrastructure } from './registry.js'
+
+export type { ServersInfo }
 
 /** An echo server of this process, as the echo tester page offers it. */
 export interface EchoServerInfo {
@@ -34,16 +41,17 @@ export interface UiOptions {
    * known only after `listen` (port 0) can be given (default: none).
    */
   echoServers?: EchoServerInfo[] | (() => EchoServerInfo[])
-}
-
-/** What `GET /api/servers` answers: snake_case like the rest of the wire. */
-export interface ServersInfo {
-  chat: { name: string, path: string }
-  stats: { path: string }
-  echo: Array<{ name: string, port: number, path: string, raw_path: string, welcome: boolean }>
+  /**
+   * Serve the inspector (default true): `GET /inspect` and its WebSocket `/inspect/ws`, which show
+   * every connection of the registry and let the page act on them.
+   */
+  inspector?: boolean
+  /** An inspector page's unsent bytes past which it loses events, counted as `inspector_dropped` (default 1048576). */
+  inspectorMaxBuffered?: number
 }
 
 const PLUGIN = 'echohub-ui'
+const OPTION_KEYS: OptionKeys<UiOptions> = { chatPath: true, chatName: true, statsPath: true, echoServers: true, inspector: true, inspectorMaxBuffered: true }
 
 /**
  * public/ sits next to plugins/ in the source tree and next to dist/ in the built and the installed
@@ -79,7 +87,8 @@ function echoList (servers: EchoServerInfo[]): ServersInfo['echo'] {
 
 const uiRoutes: FastifyPluginAsync<UiOptions> = async (app, opts) => {
   if (opts === null || typeof opts !== 'object') throw new InvalidOptionError(PLUGIN, 'options', 'must be an object')
-  const chat = { name: stringOption(PLUGIN, opts, 'chatName', 'chat'), path: pathOption(PLUGIN, opts, 'chatPath', '/ws') }
+  knownOptions(PLUGIN, opts, OPTION_KEYS)
+  const chat = { name: stringOption(PLUGIN, opts, 'chatName', ENDPOINT_DEFAULTS.chat.name), path: pathOption(PLUGIN, opts, 'chatPath', ENDPOINT_DEFAULTS.chat.path) }
   const statsInfo = { path: pathOption(PLUGIN, opts, 'statsPath', '/stats') }
   const echoServers = opts.echoServers ?? []
   if (typeof echoServers !== 'function' && !Array.isArray(echoServers)) {
@@ -88,10 +97,18 @@ const uiRoutes: FastifyPluginAsync<UiOptions> = async (app, opts) => {
   // A fixed list is checked now; a function's result on each call (a bad one answers 500).
   const fixed = Array.isArray(echoServers) ? echoList(echoServers) : undefined
 
-  app.get('/api/servers', async (_request, reply): Promise<ServersInfo> => {
-    reply.header('cache-control', 'no-store')
-    return { chat, stats: statsInfo, echo: fixed ?? echoList((echoServers as () => EchoServerInfo[])()) }
-  })
+  const inspector = booleanOption(PLUGIN, opts, 'inspector', true)
+  const publicFolder = findPublicFolder()
+  if (inspector) {
+    await ensureInfrastructure(app, 0)
+    await app.register(inspectRoutes, {
+      publicFolder,
+      maxBuffered: integerOption(PLUGIN, opts, 'inspectorMaxBuffered', DEFAULT_LIMITS.inspectorMaxBuffered, 0),
+      adminRefusal: async (request) => await adminRefusal(app, request)
+    })
+  }
+
+  await app.register(serversRoutes, { read: () => ({ chat, stats: statsInfo, echo: fixed ?? echoList((echoServers as () => EchoServerInfo[])()) }) })
 
   // Under a prefix, `/prefix` must become `/prefix/`, or the pages' relative links miss.
   if (app.prefix !== '') {
@@ -103,7 +120,7 @@ const uiRoutes: FastifyPluginAsync<UiOptions> = async (app, opts) => {
   }
 
   await app.register(fastifyStatic, {
-    root: findPublicFolder(),
+    root: publicFolder,
     // One route per file, found at start-up: no catch-all route to clash with an echo's `/*`.
     wildcard: false,
     index: ['index.html'],

@@ -1,7 +1,8 @@
 // The chat page: one WebSocket to the chat endpoint that reconnects by itself with exponential
 // backoff, forms to send messages, custom events and raw frames, a log of every frame (as text),
 // and figures polled from /stats.
-import { $, FrameLog, describeClose, fetchJson, formatBytes, formatDuration, loadServers, wsUrl } from './common.js'
+import { $, FrameLog, describeClose, fetchJson, formatBytes, formatDuration, loadServers, whyRefused, withToken, wsUrl } from './common.js'
+import { Rooms } from './rooms.js'
 
 const BACKOFF_FIRST_MS = 1000
 const BACKOFF_MAX_MS = 30000
@@ -31,8 +32,21 @@ const view = {
   clearLog: $('#clear-log')
 }
 const log = new FrameLog(view.log)
+/** client_id -> user ({ id, name? }), learned from frames when the server has identity on. */
+const users = new Map()
+/** A member as the rooms panel lists it: its user's name (or id), else its client id. */
+const memberLabel = (id) => {
+  const user = users.get(id)
+  return user ? (user.name ?? user.id) : String(id)
+}
+const rooms = new Rooms(send, {
+  form: $('#room-form'),
+  input: $('#room-name'),
+  error: $('#room-error'),
+  list: $('#rooms'),
+  target: $('#message-target')
+}, memberLabel)
 
-let servers
 let socket = null
 let clientId = null
 let attempt = 0 // failed or dropped connections since the last welcome
@@ -41,7 +55,7 @@ let countdownTimer = 0
 let retryAt = 0
 let pingSentAt = 0
 
-const STATE_LABELS = { connecting: 'connecting…', open: 'connected', waiting: 'disconnected' }
+const STATE_LABELS = { connecting: 'connecting…', open: 'connected', waiting: 'disconnected', refused: 'refused' }
 
 function setState (state, detail = '') {
   view.state.dataset.state = state
@@ -49,8 +63,8 @@ function setState (state, detail = '') {
   view.detail.textContent = detail
   document.body.dataset.state = state
   const open = state === 'open'
-  for (const button of [view.send, view.sendEvent, view.sendRaw, view.ping]) button.disabled = !open
-  view.reconnectNow.hidden = state !== 'waiting'
+  for (const button of [view.send, view.sendEvent, view.sendRaw, view.ping, $('#join-room')]) button.disabled = !open
+  view.reconnectNow.hidden = state !== 'waiting' && state !== 'refused'
 }
 
 function connect () {
@@ -61,7 +75,7 @@ function connect () {
   setState('connecting', attempt > 0 ? `attempt ${attempt + 1}` : '')
   let ws
   try {
-    ws = new WebSocket(url)
+    ws = new WebSocket(withToken(url))
   } catch (err) {
     log.add({ dir: 'info', type: 'error', summary: `cannot open ${url}: ${err.message}`, tone: 'bad' })
     scheduleReconnect()
@@ -83,11 +97,34 @@ function connect () {
     socket = null
     clientId = null
     view.clientId.textContent = '–'
+    rooms.disconnected()
     const why = describeClose(event.code, event.reason)
     log.add({ dir: 'info', type: 'close', summary: opened ? why : `could not connect (${why})`, tone: 'bad' })
-    scheduleReconnect()
+    if (event.code === 4401) {
+      // The same token would be refused again: say so instead of retrying.
+      setState('waiting', 'token expired: open this page with a new ?token= to connect again')
+      return
+    }
+    if (opened) scheduleReconnect()
+    else explainRefusal(url)
   })
   // 'error' is always followed by 'close', which does the work.
+}
+
+/**
+ * A connection that never opened: ask the server why. Without the right token or from an origin
+ * not on the list, trying again cannot help, so the page stops and says so; otherwise it retries
+ * with the reason beside the countdown.
+ */
+async function explainRefusal (url) {
+  const reason = await whyRefused(url)
+  if (socket !== null) return // a new attempt began meanwhile (Reconnect now, back online)
+  if (reason.status !== 200) log.add({ dir: 'info', type: 'refused', summary: `${reason.status === 0 ? '' : `HTTP ${reason.status}: `}${reason.message}`, tone: 'bad' })
+  if (reason.status === 401 || reason.status === 403) {
+    setState('refused', reason.message)
+    return
+  }
+  scheduleReconnect(reason.status === 200 ? '' : reason.message)
 }
 
 /** 1 s, 2 s, 4 s … up to 30 s, each ±20 % so clients dropped together do not return together. */
@@ -96,11 +133,11 @@ function backoffDelay (failures) {
   return Math.min(BACKOFF_MAX_MS, Math.round(base * (0.8 + Math.random() * 0.4)))
 }
 
-function scheduleReconnect () {
+function scheduleReconnect (reason = '') {
   const delay = backoffDelay(attempt)
   attempt += 1
   retryAt = Date.now() + delay
-  const tick = () => setState('waiting', `reconnecting in ${Math.max(0, Math.ceil((retryAt - Date.now()) / 1000))} s`)
+  const tick = () => setState('waiting', `${reason ? reason + '; ' : ''}reconnecting in ${Math.max(0, Math.ceil((retryAt - Date.now()) / 1000))} s`)
   tick()
   countdownTimer = setInterval(tick, 1000)
   retryTimer = setTimeout(connect, delay)
@@ -116,13 +153,28 @@ function send (frame) {
 
 function summarizeOut (frame) {
   if (typeof frame === 'string') return frame.length > 120 ? frame.slice(0, 120) + '…' : frame
-  if (frame.type === 'message') return payloadText(frame.payload)
+  if (frame.type === 'message') return (frame.room ? `[${frame.room}] ` : '') + payloadText(frame.payload)
+  if (frame.type === 'join' || frame.type === 'leave') return frame.room + (frame.since !== undefined ? ` since ${frame.since}` : '')
   if (frame.type === 'custom_event') return JSON.stringify(frame.payload)
   return ''
 }
 
 function payloadText (payload) {
   return typeof payload === 'string' ? payload : JSON.stringify(payload)
+}
+
+/** Who sent a message: you, the server, the sender's name (identity on), or its client id. */
+function sender (frame) {
+  if (frame.from === 0) return 'server'
+  if (frame.from === clientId) return 'you'
+  if (frame.user) users.set(frame.from, frame.user)
+  const user = users.get(frame.from)
+  return user ? (user.name ?? user.id) : 'client ' + frame.from
+}
+
+function messageSummary (frame) {
+  const who = sender(frame)
+  return `${frame.room ? '[' + frame.room + '] ' : ''}${who}: ${payloadText(frame.payload)}`
 }
 
 function receive (data) {
@@ -143,13 +195,36 @@ function receive (data) {
   switch (type) {
     case 'welcome':
       clientId = frame.payload?.client_id ?? null
-      view.clientId.textContent = clientId === null ? '–' : String(clientId)
+      users.clear()
+      if (frame.payload?.user) users.set(clientId, frame.payload.user)
+      view.clientId.textContent = clientId === null ? '–' : frame.payload?.user ? `${clientId} (${memberLabel(clientId)})` : String(clientId)
       attempt = 0 // a welcome means the server is really there: start the backoff again from 1 s
-      summary = `you are client ${clientId}${frame.payload?.message ? ' — ' + frame.payload.message : ''}`
+      summary = `you are ${frame.payload?.user ? memberLabel(clientId) + ', ' : ''}client ${clientId}${frame.payload?.message ? ' — ' + frame.payload.message : ''}`
+      rooms.connected()
       break
     case 'message':
-      summary = `${frame.from === clientId ? 'you' : 'client ' + frame.from}: ${payloadText(frame.payload)}`
+      rooms.receive(frame)
+      summary = messageSummary(frame)
       tone = frame.from === clientId ? 'mine' : undefined
+      break
+    case 'joined':
+      for (const [id, user] of Object.entries(frame.payload?.users ?? {})) users.set(Number(id), user)
+      summary = rooms.receive(frame)
+      log.add({ dir: 'in', type, summary, raw: data })
+      // The messages missed while away, each shown as it would have been live.
+      for (const message of frame.payload?.history ?? []) {
+        log.add({ dir: 'in', type: 'message', summary: `${messageSummary(message)} (resumed)`, raw: JSON.stringify(message) })
+      }
+      return
+    case 'presence':
+      if (frame.payload?.user) users.set(frame.payload.client_id, frame.payload.user)
+      summary = rooms.receive(frame)
+      break
+    case 'left':
+      summary = rooms.receive(frame)
+      break
+    case 'history':
+      summary = `${frame.room}: ${frame.payload?.length ?? 0} stored messages${frame.more ? ' (more kept)' : ''}`
       break
     case 'custom_event':
       summary = `reply: ${JSON.stringify(frame.payload)}`
@@ -159,7 +234,7 @@ function receive (data) {
       pingSentAt = 0
       break
     case 'error':
-      summary = `${frame.payload?.code}: ${frame.payload?.message}`
+      summary = rooms.receive(frame) ?? `${frame.payload?.code}: ${frame.payload?.message}`
       tone = 'bad'
       break
   }
@@ -170,7 +245,8 @@ view.messageForm.addEventListener('submit', (event) => {
   event.preventDefault()
   const text = view.message.value
   if (text.trim() === '') return
-  if (send({ type: 'message', payload: text })) view.message.value = ''
+  const room = rooms.target()
+  if (send(room === null ? { type: 'message', payload: text } : { type: 'message', room, payload: text })) view.message.value = ''
   view.message.focus()
 })
 
@@ -232,6 +308,13 @@ async function pollStats () {
     showStats(await fetchJson(servers.stats.path))
     view.statsState.textContent = `updated every ${STATS_EVERY_MS / 1000} s`
   } catch (err) {
+    if (err.status === 403) {
+      // Identity is on and this token is no admin's: the figures are not for this page.
+      $('#stats').hidden = true
+      view.statsLimits.hidden = true
+      view.statsState.textContent = 'server figures are for admins (a token with "admin": true)'
+      return
+    }
     view.statsState.textContent = `figures unavailable (${err.message})`
   }
   if (!document.hidden) statsTimer = setTimeout(pollStats, STATS_EVERY_MS)
@@ -274,6 +357,6 @@ document.addEventListener('visibilitychange', () => {
   else pollStats()
 })
 
-servers = await loadServers()
+const servers = await loadServers()
 connect()
 pollStats()

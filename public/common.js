@@ -1,8 +1,23 @@
 // Helpers shared by the chat page and the echo page. Plain ES module, no build step.
 // Everything a server sends is put on the page with textContent, never parsed as HTML.
 
-/** A `?token=` on the page URL is passed on to WebSockets (query) and fetches (Bearer header). */
+/**
+ * A `?token=` on the page URL is passed on to WebSockets (query), fetches (Bearer header) and the
+ * links between the pages; it is never shown on the page itself.
+ */
 const token = new URLSearchParams(location.search).get('token')
+
+/** The other pages of this server keep the token: the links get it as they are on this page. */
+function passTokenOn () {
+  if (!token) return
+  for (const link of document.querySelectorAll('a[href]')) {
+    const target = new URL(link.getAttribute('href'), location.href)
+    if (target.origin !== location.origin || (target.hash && target.pathname === location.pathname)) continue
+    target.searchParams.set('token', token)
+    link.href = target.href
+  }
+}
+passTokenOn()
 
 /** Used when `api/servers` cannot be read (page opened from elsewhere, older server). */
 export const DEFAULT_SERVERS = Object.freeze({
@@ -22,21 +37,61 @@ export function $ (selector) {
 
 /**
  * A ws:// (or wss:// under https) URL on the host the page was loaded from, so the page works
- * through a LAN address as well as on this machine. Without a port: the page's own origin.
+ * through a LAN address as well as on this machine. Without a port: the page's own origin. The
+ * page's token is not in it: `withToken` adds it when connecting, so it is never shown.
  */
 export function wsUrl (path, port) {
   const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:'
   // location.hostname keeps the brackets of an IPv6 address
   const host = port === undefined ? location.host : `${location.hostname}:${port}`
-  const url = new URL(path, `${scheme}//${host}`)
-  if (token) url.searchParams.set('token', token)
-  return url.href
+  return new URL(path, `${scheme}//${host}`).href
+}
+
+/** `url` with the page's token added, unless the URL brings its own. */
+export function withToken (url) {
+  if (!token) return url
+  const parsed = new URL(url)
+  if (!parsed.searchParams.has('token')) parsed.searchParams.set('token', token)
+  return parsed.href
+}
+
+/** Whether the page was opened with a token (then shown as `token=•••`, never in clear). */
+export const hasToken = Boolean(token)
+
+/** `url` for showing: a token in it becomes `•••`. */
+export function maskToken (url) {
+  return url.replace(/([?&]token=)[^&#]*/g, '$1•••')
+}
+
+/**
+ * Asks the server why a WebSocket to `url` could not open: a browser never sees the HTTP status of
+ * a refused upgrade. A plain GET on the same path with `?check` runs the upgrade's checks without
+ * upgrading. The page's origin goes along, since a browser sends none on a same-origin GET.
+ * Resolves to `{ status, error, message }`; status 0 when no answer could be read.
+ */
+export async function whyRefused (url) {
+  const check = new URL(withToken(url))
+  check.protocol = check.protocol === 'wss:' ? 'https:' : 'http:'
+  check.searchParams.set('check', '')
+  check.searchParams.set('origin', location.origin)
+  try {
+    const res = await fetch(check, { cache: 'no-store' })
+    const body = await res.json().catch(() => ({}))
+    return { status: res.status, error: body.error, message: body.message ?? `HTTP ${res.status}` }
+  } catch {
+    return { status: 0, message: 'no answer from the server (is it running, and does it allow this page\'s origin?)' }
+  }
+}
+
+/** Bytes of `text` in UTF-8, what the server and a device count (`text.length` counts UTF-16 units). */
+export function utf8Length (text) {
+  return new TextEncoder().encode(text).length
 }
 
 export async function fetchJson (path) {
   const headers = token ? { authorization: `Bearer ${token}` } : {}
   const res = await fetch(path, { headers, cache: 'no-store' })
-  if (!res.ok) throw new Error(`${path} answered HTTP ${res.status}`)
+  if (!res.ok) throw Object.assign(new Error(`${path} answered HTTP ${res.status}`), { status: res.status })
   return res.json()
 }
 
@@ -74,12 +129,13 @@ const CLOSE_CODES = {
   1009: 'message too big',
   1011: 'server error',
   1012: 'service restart',
-  1013: 'try again later'
+  1013: 'try again later',
+  4401: 'token expired'
 }
 
 export function describeClose (code, reason) {
   const meaning = CLOSE_CODES[code] ?? 'closed'
-  return reason ? `${code} ${meaning}: ${reason}` : `${code} ${meaning}`
+  return reason && reason !== meaning ? `${code} ${meaning}: ${reason}` : `${code} ${meaning}`
 }
 
 /** Time of day with milliseconds, for log lines. */

@@ -1,11 +1,12 @@
 // The echo tester: connect to an echo server of this process (ports from `api/servers`, host from
 // the page's own address), send text or binary, and see each envelope, welcome and echoed byte.
-import { $, FrameLog, describeClose, loadServers, parseHex, sameBytes, toHex, wsUrl } from './common.js'
+import { $, FrameLog, describeClose, hasToken, loadServers, maskToken, parseHex, sameBytes, toHex, utf8Length, whyRefused, withToken, wsUrl } from './common.js'
 
 const view = {
   connectForm: $('#connect-form'),
   target: $('#target'),
   url: $('#url'),
+  urlHint: $('#url-hint'),
   connect: $('#connect'),
   disconnect: $('#disconnect'),
   state: $('#state'),
@@ -42,16 +43,23 @@ function setState (state, detail = '') {
 }
 
 function fillTargets (echoServers) {
-  const options = []
+  const groups = []
+  // One group per server with its port; options short enough for a phone's drop-down.
   for (const server of echoServers) {
-    const welcome = server.welcome ? ', welcome on connect' : ''
-    options.push(new Option(`${server.name} (port ${server.port}) — JSON envelope${welcome}`, wsUrl(server.path ?? '/', server.port)))
-    options.push(new Option(`${server.name} (port ${server.port}) ${server.raw_path ?? '/raw'} — plain echo`, wsUrl(server.raw_path ?? '/raw', server.port)))
+    const group = document.createElement('optgroup')
+    group.label = `${server.name}: port ${server.port}${server.welcome ? ', welcome on connect' : ''}`
+    const path = server.path ?? '/'
+    const rawPath = server.raw_path ?? '/raw'
+    group.append(
+      new Option(`${server.name} ${path} — JSON envelope`, wsUrl(path, server.port)),
+      new Option(`${server.name} ${rawPath} — plain echo`, wsUrl(rawPath, server.port))
+    )
+    groups.push(group)
   }
-  if (options.length === 0) {
-    options.push(new Option('No echo server runs in this process: type a URL below', wsUrl('/', 8765)))
+  if (groups.length === 0) {
+    groups.push(new Option('No echo server here: type a URL below', wsUrl('/', 8765)))
   }
-  view.target.replaceChildren(...options)
+  view.target.replaceChildren(...groups)
   view.url.value = view.target.value
 }
 
@@ -68,21 +76,25 @@ view.disconnect.addEventListener('click', () => {
   socket?.close(1000, 'closed from the echo tester')
 })
 
-function connect (url) {
+function connect (typed) {
   if (socket) socket.close(1000, 'switching server')
   pending = []
+  // Shown without the token; the page's own is added for the connection.
+  const url = maskToken(typed)
   let ws
   try {
-    ws = new WebSocket(url)
+    ws = new WebSocket(withToken(typed))
   } catch (err) {
     setState('closed', `cannot open ${url}: ${err.message}`)
     return
   }
   ws.binaryType = 'arraybuffer'
   socket = ws
+  let opened = false
   setState('connecting', url)
   ws.addEventListener('open', () => {
     if (socket !== ws) return
+    opened = true
     setState('open', url)
     log.add({ dir: 'info', type: 'open', summary: `connected to ${url}` })
   })
@@ -92,9 +104,20 @@ function connect (url) {
   ws.addEventListener('close', (event) => {
     if (socket !== ws) return
     socket = null
-    setState('closed', describeClose(event.code, event.reason))
-    log.add({ dir: 'info', type: 'close', summary: describeClose(event.code, event.reason), tone: event.code === 1000 ? undefined : 'bad' })
+    const why = describeClose(event.code, event.reason)
+    setState('closed', why)
+    log.add({ dir: 'info', type: 'close', summary: opened ? why : `could not connect (${why})`, tone: event.code === 1000 ? undefined : 'bad' })
+    if (!opened) explainRefusal(typed)
   })
+}
+
+/** A connection that never opened: the server says why, in the status line and the log. */
+async function explainRefusal (typed) {
+  const reason = await whyRefused(typed)
+  if (socket !== null || reason.status === 200) return
+  const said = `${reason.status === 0 ? '' : `HTTP ${reason.status}: `}${reason.message}`
+  setState('closed', said)
+  log.add({ dir: 'info', type: 'refused', summary: said, tone: 'bad' })
 }
 
 function receive (data) {
@@ -130,7 +153,7 @@ function receive (data) {
   // /raw: the text itself comes back
   const sent = takePending('text')
   const match = sent === undefined ? '' : sent === data ? ' — same text as sent' : ' — DIFFERS from what was sent'
-  log.add({ dir: 'in', type: 'text', summary: `${data.length} characters${match}`, raw: data, tone: match.includes('DIFFERS') ? 'bad' : undefined })
+  log.add({ dir: 'in', type: 'text', summary: `${utf8Length(data)} bytes${match}`, raw: data, tone: match.includes('DIFFERS') ? 'bad' : undefined })
 }
 
 function takePending (kind) {
@@ -145,7 +168,7 @@ view.textForm.addEventListener('submit', (event) => {
   const text = view.text.value
   socket.send(text)
   pending.push({ kind: 'text', data: text })
-  log.add({ dir: 'out', type: 'text', summary: `${text.length} characters`, raw: text })
+  log.add({ dir: 'out', type: 'text', summary: `${utf8Length(text)} bytes`, raw: text })
 })
 
 view.text.addEventListener('keydown', (event) => {
@@ -177,5 +200,6 @@ view.showRaw.addEventListener('change', () => view.log.classList.toggle('show-ra
 view.clearLog.addEventListener('click', () => log.clear())
 
 setState('closed')
+if (hasToken) view.urlHint.textContent += ' The token this page was opened with is added when connecting.'
 const servers = await loadServers()
 fillTargets(servers.echo)

@@ -3,6 +3,34 @@ import type { FastifyPluginAsync } from 'fastify'
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
 import type { ConnectionRegistry, EndpointStats } from '../src/registry.js'
 
+/**
+ * Node's process metrics, collected once per process however many apps serve /metrics: each
+ * collection starts its own GC observer and event-loop histogram in prom-client, which it never
+ * stops. The apps holding it are counted; the last one to close clears it.
+ */
+let processMetrics: { prom: Registry, users: number } | undefined
+
+function acquireProcessMetrics (): Registry {
+  if (processMetrics === undefined) {
+    const prom = new Registry()
+    collectDefaultMetrics({ register: prom })
+    processMetrics = { prom, users: 0 }
+  }
+  processMetrics.users++
+  return processMetrics.prom
+}
+
+/** How many apps hold the process metrics now (0: none collected). */
+export function processMetricsHolders (): number {
+  return processMetrics?.users ?? 0
+}
+
+function releaseProcessMetrics (): void {
+  if (processMetrics === undefined || --processMetrics.users > 0) return
+  processMetrics.prom.clear()
+  processMetrics = undefined
+}
+
 /** One Prometheus registry per connection registry, so apps that share one report the same figures. */
 const promRegistries = new WeakMap<ConnectionRegistry, Registry>()
 
@@ -10,7 +38,6 @@ function promRegistryFor (registry: ConnectionRegistry): Registry {
   let prom = promRegistries.get(registry)
   if (prom !== undefined) return prom
   prom = new Registry()
-  collectDefaultMetrics({ register: prom })
 
   // Figures are read from the registry at scrape time, so the message path never touches prom-client.
   const perEndpoint = (name: string, help: string, read: (ep: EndpointStats) => number, Type: typeof Gauge | typeof Counter) =>
@@ -34,6 +61,7 @@ function promRegistryFor (registry: ConnectionRegistry): Registry {
   perEndpoint('echohub_messages_sent_total', 'Messages sent to clients', (ep) => ep.messages.sent, Counter)
   perEndpoint('echohub_bytes_received_total', 'Payload bytes received from clients', (ep) => ep.bytes.received, Counter)
   perEndpoint('echohub_bytes_sent_total', 'Payload bytes sent to clients', (ep) => ep.bytes.sent, Counter)
+  // eslint-disable-next-line no-new -- prom-client registers a metric in its constructor
   new Counter({
     name: 'echohub_limit_hits_total',
     help: 'Times a limit was hit (refused upgrades, dropped messages, closed clients), by limit',
@@ -50,8 +78,10 @@ function promRegistryFor (registry: ConnectionRegistry): Registry {
 
 export const metricsRoutes: FastifyPluginAsync = async (app) => {
   const prom = promRegistryFor(app.echohub)
+  const processProm = acquireProcessMetrics()
+  app.addHook('onClose', async () => releaseProcessMetrics())
   app.get('/metrics', async (_request, reply) => {
-    const text = await prom.metrics()
+    const text = await processProm.metrics() + await prom.metrics()
     return reply.type(prom.contentType).send(text)
   })
 }

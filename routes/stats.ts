@@ -1,5 +1,6 @@
 // GET /stats: the whole registry (every endpoint of every app that shares it) as JSON.
 import type { FastifyPluginAsync } from 'fastify'
+import { allRooms } from './rooms.js'
 
 const count = { type: 'integer' } as const
 const pair = { type: 'object', properties: { received: count, sent: count } } as const
@@ -24,11 +25,23 @@ export const statsSchema = {
       type: 'object',
       properties: { settings: scalars, hits: { type: 'object', additionalProperties: count } }
     },
-    memory: { type: 'object', properties: { rss: count, heap_used: count } }
+    memory: { type: 'object', properties: { rss: count, heap_used: count } },
+    rooms: { type: 'object', properties: { count, members: count } },
+    redis: { type: 'object', properties: { status: { type: 'string' }, outages: count } }
   }
 } as const
 
 export const statsRoutes: FastifyPluginAsync = async (app) => {
   const registry = app.echohub
-  app.get('/stats', { schema: { response: { 200: statsSchema } } }, async () => registry.snapshot())
+  app.get('/stats', { schema: { response: { 200: statsSchema } } }, async () => {
+    const snapshot = registry.snapshot()
+    if (registry.chats.size === 0) return snapshot
+    const rooms = await allRooms(registry)
+    // A chat on Redis: whether it is reachable now, and how often it was lost.
+    const brokered = [...registry.chats.values()].map((c) => c.adapter).filter((a) => a.outages !== undefined)
+    const redis = brokered.length === 0
+      ? {}
+      : { redis: { status: brokered.some((a) => a.status === 'down') ? 'down' : 'up', outages: brokered.reduce((sum, a) => sum + a.outages!, 0) } }
+    return { ...snapshot, rooms: { count: rooms.length, members: rooms.reduce((sum, r) => sum + r.members, 0) }, ...redis }
+  })
 }

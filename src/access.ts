@@ -1,18 +1,18 @@
 // Who may connect: the Origin allowlist and the optional bearer token. Checked before the upgrade
 // (and on /stats and /metrics for the token), so a refused client never holds a WebSocket.
 import { createHash, timingSafeEqual } from 'node:crypto'
+import type { Identity } from './auth/identity.js'
 
 export interface AccessOptions {
   /** `*` for any origin, or exact origins like `https://example.com`. */
   origins: '*' | readonly string[]
-  /** Clients must present this token; undefined turns auth off. */
+  /** Clients must present this token; undefined turns auth off. With identity on, it guards only the admin routes. */
   authToken: string | undefined
+  /** Who each client is (signed tokens or a host app's `authenticate`); undefined: identity off. */
+  identity?: Identity<RequestLike> | undefined
 }
 
-/** What a client is told when it lacks the token. */
-export const TOKEN_REQUIRED = 'a valid token is required: send "Authorization: Bearer <token>" or ?token=<token>'
-
-interface RequestLike {
+export interface RequestLike {
   headers: Record<string, string | string[] | undefined>
   url: string
 }
@@ -23,11 +23,13 @@ function digest (value: string): Buffer {
 
 export class AccessPolicy {
   readonly origins: '*' | ReadonlySet<string>
+  readonly identity: Identity<RequestLike> | undefined
   readonly #tokenDigest: Buffer | undefined
 
   constructor (options: AccessOptions) {
     this.origins = options.origins === '*' ? '*' : new Set(options.origins.map((o) => o.toLowerCase()))
     this.#tokenDigest = options.authToken === undefined ? undefined : digest(options.authToken)
+    this.identity = options.identity
   }
 
   get authRequired (): boolean {
@@ -44,13 +46,50 @@ export class AccessPolicy {
     return this.origins.has(origin.toLowerCase())
   }
 
+  /**
+   * Whether a request that changes something (an admin POST) may come from its `Origin`: none
+   * (curl, devices, scripts), one listed explicitly in `--origins` (the default `*` does not
+   * count), or the request's own origin on a host that is `localhost` or an IP address. So no web
+   * page a developer happens to visit can drive the server through their browser, even by DNS
+   * rebinding (a rebound name is neither listed nor an IP address).
+   */
+  mutationAllowed (request: RequestLike & { protocol?: string }): boolean {
+    const origin = request.headers.origin
+    if (origin === undefined) return true
+    if (Array.isArray(origin)) return false
+    const lower = origin.toLowerCase()
+    if (this.origins !== '*' && this.origins.has(lower)) return true
+    let url: URL
+    try {
+      url = new URL(lower)
+    } catch {
+      return false
+    }
+    let own: string
+    try {
+      own = new URL(`${request.protocol ?? 'http'}://${String(request.headers.host ?? '')}`).origin
+    } catch {
+      return false
+    }
+    return url.origin === own && isLocalOrIp(url.hostname)
+  }
+
   /** `Authorization: Bearer <token>` or `?token=<token>`, compared in constant time. */
   authorized (request: RequestLike): boolean {
     if (this.#tokenDigest === undefined) return true
-    const presented = bearer(request.headers.authorization) ?? queryToken(request.url)
+    const presented = presentedToken(request)
     // Hashing first makes both sides the same length, so timingSafeEqual never leaks the token's length.
     return presented !== undefined && timingSafeEqual(digest(presented), this.#tokenDigest)
   }
+}
+
+/** The token a request presents: `Authorization: Bearer <token>`, else `?token=<token>`. */
+export function presentedToken (request: RequestLike): string | undefined {
+  return bearer(request.headers.authorization) ?? queryToken(request.url)
+}
+
+function isLocalOrIp (hostname: string): boolean {
+  return hostname === 'localhost' || /^\d{1,3}(\.\d{1,3}){3}$/.test(hostname) || hostname.startsWith('[')
 }
 
 function bearer (header: string | string[] | undefined): string | undefined {
@@ -68,4 +107,20 @@ function queryToken (url: string): string | undefined {
 /** `url` with the value of a `token` query parameter hidden, for log lines. */
 export function redactToken (url: string): string {
   return url.includes('token=') ? url.replace(/([?&]token=)[^&#]*/g, '$1[redacted]') : url
+}
+
+/**
+ * Pino's `req` serializer for echohub's routes: Fastify's request line with the `?token=` hidden,
+ * so an app's default logger never writes a client's token.
+ */
+export function redactedRequest (req: { method: string, url: string, host?: string, ip?: string, socket?: { remotePort?: number } }): object {
+  return { method: req.method, url: redactToken(req.url), host: req.host, remoteAddress: req.ip, remotePort: req.socket?.remotePort }
+}
+
+// A JWT's header always starts `{"` (base64url `eyJ`), so its three dot-separated parts are easy to spot.
+const JWT_PATTERN = /eyJ[\w-]*\.[\w-]+\.[\w-]*/g
+
+/** `text` with anything shaped like a JWT (a `refresh` frame's token, say) hidden, for log lines. */
+export function redactJwts (text: string): string {
+  return text.includes('eyJ') ? text.replace(JWT_PATTERN, '[redacted jwt]') : text
 }

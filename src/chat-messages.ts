@@ -1,31 +1,69 @@
 // The chat protocol, defined once: the frames each side sends, the error codes, and the builders
 // the chat plugin sends with. The tests and the README follow these shapes.
 import { isoNow } from './format.js'
+import type { ChatUser } from './chat/adapter.js'
 
 /** Any value JSON can carry. */
 export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue }
 export type JsonObject = { [key: string]: JsonValue }
 
-/** Client to server. */
+/** Client to server. `room` absent: the lobby. */
 export type ChatClientFrame =
-  | { type: 'message', payload: JsonValue }
+  | { type: 'message', payload: JsonValue, room?: string }
   | { type: 'custom_event', payload: JsonObject }
   | { type: 'ping' }
+  | { type: 'join', room: string, since?: number }
+  | { type: 'leave', room: string }
+  | { type: 'history', room: string, limit: number, since?: number }
+  | { type: 'refresh', token: string }
 
-/** Server to client. Keys are sent in the order written here. */
+/**
+ * Server to client. Keys are sent in the order written here. `user`/`users` appear only with
+ * identity on (signed tokens or the registry's `authenticate`); without it no frame has them.
+ */
 export interface ChatWelcome {
   type: 'welcome'
-  payload: { client_id: number, message: string, server_info: string }
+  payload: { client_id: number, user?: ChatUser, message: string, server_info: string }
   timestamp: string
 }
 export interface ChatMessage {
   type: 'message'
+  /** Present on a room's messages. */
+  room?: string
   payload: JsonValue
-  /** `client_id` of the sender. */
+  /** `client_id` of the sender; 0 for a message published by the server. */
   from: number
-  /** Sequence number of the message, counted per chat endpoint from 1. */
+  /** The sender's user; none on a message published by the server (`from` 0). */
+  user?: ChatUser
+  /** Sequence number of the message, counted per chat endpoint (cluster-wide with Redis) from 1. */
   id: number
+  /** A room message's number in its room, from 1 with no gaps; null when it could not be stored. */
+  seq?: number | null
   timestamp: string
+}
+export interface ChatJoined {
+  type: 'joined'
+  room: string
+  /** `users`: each member's user, keyed by its `client_id` as a string. */
+  payload: { members: number[], users?: Record<string, ChatUser>, seq: number, recovered: boolean, history: ChatMessage[], more?: true }
+  timestamp: string
+}
+export interface ChatLeft {
+  type: 'left'
+  room: string
+  timestamp: string
+}
+export interface ChatPresence {
+  type: 'presence'
+  room: string
+  payload: { event: 'join' | 'leave', client_id: number, user?: ChatUser, count: number }
+  timestamp: string
+}
+export interface ChatHistory {
+  type: 'history'
+  room: string
+  payload: ChatMessage[]
+  more?: true
 }
 export interface ChatCustomEventReply {
   type: 'custom_event'
@@ -36,17 +74,29 @@ export interface ChatPong {
   type: 'pong'
   timestamp: string
 }
+/** The answer to a good `refresh`: the connection now lasts until `exp` (Unix seconds; null: no expiry). */
+export interface ChatRefreshed {
+  type: 'refreshed'
+  exp: number | null
+}
 export interface ChatError {
   type: 'error'
-  payload: { code: ChatErrorCode, message: string }
+  payload: { code: ChatErrorCode, message: string, room?: string }
 }
-export type ChatServerFrame = ChatWelcome | ChatMessage | ChatCustomEventReply | ChatPong | ChatError
+export type ChatServerFrame = ChatWelcome | ChatMessage | ChatCustomEventReply | ChatPong | ChatError | ChatJoined | ChatLeft | ChatPresence | ChatHistory | ChatRefreshed
 
-export const CHAT_CLIENT_TYPES = ['message', 'custom_event', 'ping'] as const
+export const CHAT_CLIENT_TYPES = ['message', 'custom_event', 'ping', 'join', 'leave', 'history'] as const
+const TYPE_LIST = '"message", "custom_event", "ping", "join", "leave" or "history"'
+
+/** Room names: 1 to 64 characters of `A-Z a-z 0-9 _ . : -`. */
+export const ROOM_NAME = /^[A-Za-z0-9_.:-]{1,64}$/
+/** `history`'s `limit`: its range and default. */
+export const HISTORY_LIMIT = { min: 1, max: 1000, default: 100 } as const
 
 /**
- * Why the server refused a frame. The first five are the SPEC's; `custom_event_failed` is sent when
- * a library user's custom event handler throws (the SPEC is silent on that case).
+ * Why the server refused a frame. `custom_event_failed`: a library user's custom event handler threw;
+ * `unavailable`: a room operation failed inside the adapter (a broker error), try again.
+ * `forbidden`: the user's token does not allow the room; `invalid_token`: a `refresh` was refused.
  */
 export const CHAT_ERROR_CODES = [
   'invalid_json',
@@ -54,7 +104,14 @@ export const CHAT_ERROR_CODES = [
   'unknown_type',
   'binary_not_supported',
   'rate_limited',
-  'custom_event_failed'
+  'custom_event_failed',
+  'invalid_room',
+  'not_in_room',
+  'too_many_rooms',
+  'room_limit',
+  'unavailable',
+  'forbidden',
+  'invalid_token'
 ] as const
 export type ChatErrorCode = (typeof CHAT_ERROR_CODES)[number]
 
@@ -63,17 +120,56 @@ export function customEventAck (data: JsonObject): { status: 'received', data: J
   return { status: 'received', data }
 }
 
-export function chatWelcome (clientId: number, message: string, serverInfo: string): string {
-  const frame: ChatWelcome = { type: 'welcome', payload: { client_id: clientId, message, server_info: serverInfo }, timestamp: isoNow() }
-  return JSON.stringify(frame)
+/** A user as frames carry it, serialized once per connection: `{"id":"u1","name":"Ana"}`. */
+export function userJson (user: ChatUser): string {
+  return JSON.stringify(user.name === undefined ? { id: user.id } : { id: user.id, name: user.name })
+}
+
+/** `user`: the client's userJson, with identity on. */
+export function chatWelcome (clientId: number, message: string, serverInfo: string, user?: string): string {
+  return '{"type":"welcome","payload":{"client_id":' + clientId + (user === undefined ? '' : ',"user":' + user) +
+    ',"message":' + JSON.stringify(message) + ',"server_info":' + JSON.stringify(serverInfo) + '},"timestamp":"' + isoNow() + '"}'
 }
 
 /**
- * A broadcast message. `payloadJson` is the payload already serialized: a broadcast is built once
- * and the same bytes go to every client. Equals `JSON.stringify({ type, payload, from, id, timestamp })`.
+ * A broadcast message in the two parts around the numbers the adapter assigns (see Outgoing in
+ * src/chat/adapter.ts). `payloadJson` is the payload already serialized: a broadcast is built once
+ * and the same bytes go to every client. Joined with `,"id":N` (and `,"seq":N` in a room) it equals
+ * `JSON.stringify({ type, room, payload, from, id, seq, timestamp })`.
  */
-export function chatMessage (payloadJson: string, from: number, id: number): string {
-  return '{"type":"message","payload":' + payloadJson + ',"from":' + from + ',"id":' + id + ',"timestamp":"' + isoNow() + '"}'
+export function chatMessageParts (room: string | null, payloadJson: string, from: number, user?: string): { head: string, tail: string } {
+  // Room names are plain ASCII without quotes or backslashes (ROOM_NAME), so they need no escaping.
+  const head = (room === null ? '{"type":"message","payload":' : '{"type":"message","room":"' + room + '","payload":') + payloadJson + ',"from":' + from +
+    (user === undefined ? '' : ',"user":' + user)
+  return { head, tail: ',"timestamp":"' + isoNow() + '"}' }
+}
+
+/** The frame a message's parts and numbers make (what an adapter delivers). */
+export function assembleMessage (head: string, tail: string, id: number, room: string | null, seq: number | null): string {
+  return room === null ? head + ',"id":' + id + tail : head + ',"id":' + id + ',"seq":' + seq + tail
+}
+
+/**
+ * `joined`, with the room's stored messages (already framed) as its history. `users` (identity on):
+ * each member's user, keyed by its `client_id` as a string.
+ */
+export function chatJoined (room: string, members: number[], seq: number, recovered: boolean, history: readonly string[], more: boolean, users?: Record<string, ChatUser>): string {
+  return '{"type":"joined","room":"' + room + '","payload":{"members":' + JSON.stringify(members) +
+    (users === undefined ? '' : ',"users":' + JSON.stringify(users)) + ',"seq":' + seq +
+    ',"recovered":' + recovered + ',"history":[' + history.join(',') + ']' + (more ? ',"more":true' : '') + '},"timestamp":"' + isoNow() + '"}'
+}
+
+export function chatLeft (room: string): string {
+  return '{"type":"left","room":"' + room + '","timestamp":"' + isoNow() + '"}'
+}
+
+export function chatPresence (room: string, event: 'join' | 'leave', clientId: number, count: number, user?: ChatUser): string {
+  return '{"type":"presence","room":"' + room + '","payload":{"event":"' + event + '","client_id":' + clientId +
+    (user === undefined ? '' : ',"user":' + userJson(user)) + ',"count":' + count + '},"timestamp":"' + isoNow() + '"}'
+}
+
+export function chatHistory (room: string, messages: readonly string[], more: boolean): string {
+  return '{"type":"history","room":"' + room + '","payload":[' + messages.join(',') + ']' + (more ? ',"more":true' : '') + '}'
 }
 
 /** Throws if `payload` cannot be serialized (a BigInt, a cycle), like JSON.stringify. */
@@ -82,19 +178,24 @@ export function chatCustomEventReply (payload: JsonValue): string {
   return JSON.stringify(frame)
 }
 
+export function chatRefreshed (exp: number | null): string {
+  return '{"type":"refreshed","exp":' + exp + '}'
+}
+
 export function chatPong (): string {
   return '{"type":"pong","timestamp":"' + isoNow() + '"}'
 }
 
-export function chatError (code: ChatErrorCode, message: string): string {
-  const frame: ChatError = { type: 'error', payload: { code, message } }
+/** An `error`; one about a frame that named a room carries that room after the message. */
+export function chatError (code: ChatErrorCode, message: string, room?: string): string {
+  const frame: ChatError = { type: 'error', payload: room === undefined ? { code, message } : { code, message, room } }
   return JSON.stringify(frame)
 }
 
 /** A parsed frame that passed the shape check, or the error to answer it with. */
 export type ParsedChatFrame =
   | { ok: true, frame: ChatClientFrame }
-  | { ok: false, code: ChatErrorCode, message: string }
+  | { ok: false, code: ChatErrorCode, message: string, room?: string }
 
 /** Checks a client's text frame: JSON first, then the shape. Messages say what was wrong in plain words. */
 export function parseChatFrame (text: string): ParsedChatFrame {
@@ -108,14 +209,17 @@ export function parseChatFrame (text: string): ParsedChatFrame {
     return { ok: false, code: 'invalid_message', message: `A message must be a JSON object with a string "type", not ${kindOf(value)}.` }
   }
   const type = value.type
-  if (type === undefined) return { ok: false, code: 'invalid_message', message: 'The message has no "type"; use "message", "custom_event" or "ping".' }
+  if (type === undefined) return { ok: false, code: 'invalid_message', message: `The message has no "type"; use ${TYPE_LIST}.` }
   if (typeof type !== 'string') return { ok: false, code: 'invalid_message', message: `"type" must be a string, not ${kindOf(type)}.` }
   switch (type) {
-    case 'message':
+    case 'message': {
       if (!Object.hasOwn(value, 'payload')) {
-        return { ok: false, code: 'invalid_message', message: 'A "message" needs a "payload" (any JSON value) to broadcast.' }
+        return { ok: false, code: 'invalid_message', message: 'A "message" needs a "payload" (any JSON value) to broadcast.', ...namedRoom(value) }
       }
-      return { ok: true, frame: { type, payload: value.payload as JsonValue } }
+      if (value.room === undefined) return { ok: true, frame: { type, payload: value.payload as JsonValue } }
+      const room = checkRoom(value)
+      return typeof room === 'string' ? { ok: true, frame: { type, payload: value.payload as JsonValue, room } } : room
+    }
     case 'custom_event':
       if (!isObject(value.payload)) {
         return { ok: false, code: 'invalid_message', message: `A "custom_event" needs a "payload" that is a JSON object, not ${kindOf(value.payload)}.` }
@@ -123,9 +227,63 @@ export function parseChatFrame (text: string): ParsedChatFrame {
       return { ok: true, frame: { type, payload: value.payload as JsonObject } }
     case 'ping':
       return { ok: true, frame: { type } }
+    case 'refresh':
+      if (typeof value.token !== 'string' || value.token === '') {
+        return { ok: false, code: 'invalid_message', message: 'A "refresh" needs a "token": the new JWT, as a string.' }
+      }
+      return { ok: true, frame: { type, token: value.token } }
+    case 'join':
+    case 'leave':
+    case 'history': {
+      const room = checkRoom(value)
+      if (typeof room !== 'string') return room
+      if (type === 'leave') return { ok: true, frame: { type, room } }
+      const since = checkSince(value.since, room)
+      if (typeof since === 'object') return since
+      if (type === 'join') return { ok: true, frame: since === undefined ? { type, room } : { type, room, since } }
+      const limit = value.limit ?? HISTORY_LIMIT.default
+      if (typeof limit !== 'number' || !Number.isInteger(limit) || limit < HISTORY_LIMIT.min || limit > HISTORY_LIMIT.max) {
+        return { ok: false, code: 'invalid_message', message: `"limit" must be a whole number from ${HISTORY_LIMIT.min} to ${HISTORY_LIMIT.max}, not ${describeValue(limit)}.`, room }
+      }
+      return { ok: true, frame: since === undefined ? { type, room, limit } : { type, room, limit, since } }
+    }
     default:
-      return { ok: false, code: 'unknown_type', message: `Unknown type ${JSON.stringify(type.length > 50 ? type.slice(0, 50) + '…' : type)}; use "message", "custom_event" or "ping".` }
+      return unknownType(type)
   }
+}
+
+/** The refusal of a type the server does not take (`refresh` too, on a server without identity). */
+export function unknownType (type: string): Refusal {
+  return { ok: false, code: 'unknown_type', message: `Unknown type ${JSON.stringify(type.length > 50 ? type.slice(0, 50) + '…' : type)}; use ${TYPE_LIST}.` }
+}
+
+type Refusal = { ok: false, code: ChatErrorCode, message: string, room?: string }
+
+/** The frame's `room` when it is a valid name, else the refusal. */
+function checkRoom (value: Record<string, unknown>): string | Refusal {
+  const room = value.room
+  if (typeof room === 'string' && ROOM_NAME.test(room)) return room
+  const message = room === undefined
+    ? `A "${String(value.type)}" needs a "room": 1 to 64 characters of A-Z a-z 0-9 _ . : -.`
+    : `"room" must be 1 to 64 characters of A-Z a-z 0-9 _ . : -, not ${describeValue(room)}.`
+  return { ok: false, code: 'invalid_room', message, ...namedRoom(value) }
+}
+
+function checkSince (since: unknown, room: string): number | undefined | Refusal {
+  if (since === undefined) return undefined
+  if (typeof since === 'number' && Number.isSafeInteger(since) && since >= 0) return since
+  return { ok: false, code: 'invalid_message', message: `"since" must be a whole number from 0 up (the last seq you saw), not ${describeValue(since)}.`, room }
+}
+
+/** `{ room }` when the frame named one (a short string), for the error's payload. */
+function namedRoom (value: Record<string, unknown>): { room?: string } {
+  return typeof value.room === 'string' && value.room.length <= 64 ? { room: value.room } : {}
+}
+
+function describeValue (value: unknown): string {
+  if (typeof value === 'number') return String(value)
+  if (typeof value === 'string') return JSON.stringify(value.length > 70 ? value.slice(0, 70) + '…' : value)
+  return kindOf(value)
 }
 
 function isObject (value: unknown): value is Record<string, unknown> {

@@ -1,9 +1,13 @@
 // Small formatters shared by the wire messages and the logs.
 
-/** `address:port` as the SPEC shows a peer: IPv4-mapped IPv6 as plain IPv4, other IPv6 in brackets. */
+/**
+ * `address:port` as the SPEC shows a peer: IPv4-mapped IPv6 as plain IPv4, other IPv6 in brackets.
+ * Without a port (an address a proxy forwarded) just the address.
+ */
 export function formatPeer (address: string | undefined, port: number | undefined): string {
   const host = plainAddress(address)
-  return host.includes(':') ? `[${host}]:${port ?? 0}` : `${host}:${port ?? 0}`
+  if (port === undefined) return host
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`
 }
 
 /** The client's address without the `::ffff:` prefix Node gives IPv4 peers of a dual-stack socket. */
@@ -25,6 +29,7 @@ export function isoNow (): string {
 }
 
 // C0 controls, DEL and C1 controls, plus the Unicode line separators that break a log line.
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
 const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g
 const NAMED: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' }
 

@@ -3,10 +3,15 @@
 
 /** One unmasked, final text frame holding `payload`. */
 export function textFrame (payload: Buffer): Buffer {
+  return dataFrame(payload, false)
+}
+
+/** One unmasked, final text or binary frame holding `payload`. */
+export function dataFrame (payload: Buffer, binary: boolean): Buffer {
   const length = payload.length
   const headerLength = length < 126 ? 2 : length < 65536 ? 4 : 10
   const frame = Buffer.allocUnsafe(headerLength + length)
-  frame[0] = 0x81 // FIN + text
+  frame[0] = binary ? 0x82 : 0x81 // FIN + opcode
   if (length < 126) {
     frame[1] = length
   } else if (length < 65536) {

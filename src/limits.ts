@@ -18,5 +18,62 @@ export const DEFAULT_LIMITS = {
   /** A chat client's unsent bytes before it is dropped as a slow consumer. */
   maxBuffered: 4 * 1024 * 1024,
   /** How long shutdown waits for clients, ms. */
-  shutdownTimeout: 5000
+  shutdownTimeout: 5000,
+  /** Messages kept per chat room (0: none). */
+  historySize: 100,
+  /** Rooms one chat connection may be in. */
+  maxRoomsPerClient: 32,
+  /** Chat rooms that exist at once (across the cluster with Redis). */
+  maxRooms: 10000,
+  /** An empty room is forgotten, history included, this many ms after its last member left. */
+  roomTtl: 300000,
+  /** An inspector page's unsent bytes past which its events are dropped (counted as inspector_dropped). */
+  inspectorMaxBuffered: 1024 * 1024
 } as const
+
+/**
+ * Every limit echohub counts when it is hit, by the name /stats (`limits.hits`) and /metrics
+ * (`limit="..."`) show it under.
+ */
+export const LIMIT_NAMES = [
+  'max_connections',
+  'max_connections_per_ip',
+  'origin',
+  'auth',
+  'draining',
+  'oversize',
+  'invalid_utf8',
+  'protocol_error',
+  'heartbeat_timeout',
+  'slow_consumer',
+  'rate_limited',
+  'rate_flood',
+  'echo_backpressure',
+  'too_many_rooms',
+  'room_limit',
+  'token_expired',
+  'forbidden',
+  'invalid_control',
+  'inspector_dropped'
+] as const
+
+export type LimitName = typeof LIMIT_NAMES[number]
+
+/** What each endpoint plugin uses when an option is not given. */
+export const ENDPOINT_DEFAULTS = {
+  echo: {
+    name: 'echo',
+    path: '/',
+    serverInfo: 'echohub echo server',
+    welcomeMessage: 'Welcome to the echohub echo server!'
+  },
+  chat: {
+    name: 'chat',
+    path: '/ws',
+    serverInfo: 'echohub chat server',
+    welcomeMessage: 'Welcome to the echohub chat!'
+  }
+} as const
+
+/** Prefix of every Redis key and channel; instances share a chat when they share Redis and prefix. */
+export const DEFAULT_REDIS_PREFIX = 'echohub:'

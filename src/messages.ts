@@ -1,5 +1,7 @@
 // The shapes echohub sends, defined once: the server, the tests and the README follow these.
 import { isoNow } from './format.js'
+import type { ChatUser } from './chat/adapter.js'
+import type { Controls } from './lab/controls.js'
 
 /** Builds the echo server's reply to a text message, keys in the SPEC's order. */
 export interface EchoEnvelope {
@@ -17,7 +19,13 @@ export interface EchoWelcome {
   message: string
   timestamp: string
   client_id: number
+  /** With identity on: who the client is. */
+  user?: ChatUser
   server_info: string
+  /** The device lab's controls in force on this connection, when any were given. */
+  controls?: Controls
+  /** The subprotocol chosen for this connection, when one was. */
+  subprotocol?: string
 }
 
 /**
@@ -34,7 +42,11 @@ export function echoEnvelopeSerializer (serverInfo: string): (text: string, peer
     '","message_id":' + messageId + tail
 }
 
-export function echoWelcome (message: string, clientId: number, serverInfo: string): string {
-  const frame: EchoWelcome = { type: 'welcome', message, timestamp: isoNow(), client_id: clientId, server_info: serverInfo }
+export function echoWelcome (message: string, clientId: number, serverInfo: string, user?: ChatUser, controls?: Controls, subprotocol = ''): string {
+  const frame: EchoWelcome = user === undefined
+    ? { type: 'welcome', message, timestamp: isoNow(), client_id: clientId, server_info: serverInfo }
+    : { type: 'welcome', message, timestamp: isoNow(), client_id: clientId, user, server_info: serverInfo }
+  if (controls !== undefined) frame.controls = controls
+  if (subprotocol !== '') frame.subprotocol = subprotocol
   return JSON.stringify(frame)
 }

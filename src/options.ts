@@ -40,6 +40,42 @@ export function pathOption (plugin: string, opts: Options, key: string, fallback
   return v
 }
 
+/** What Fastify's `register` itself reads from a plugin's options; every plugin accepts them. */
+const REGISTER_OPTIONS: readonly string[] = ['prefix', 'logLevel', 'logSerializers']
+
+/**
+ * Every option a plugin takes, as a record so the compiler says when one of its options interface
+ * is missing: `{ path: true, name: true }`.
+ */
+export type OptionKeys<T> = Record<keyof T, true>
+
+/**
+ * Refuses an option the plugin does not take, as a wrong value is refused: in plain JavaScript a
+ * typo (`welcom`) would otherwise be silently ignored.
+ */
+export function knownOptions (plugin: string, opts: Options, keys: OptionKeys<object>): void {
+  if (opts === undefined || opts === null || typeof opts !== 'object') return
+  for (const key of Object.keys(opts)) {
+    if (Object.hasOwn(keys, key) || REGISTER_OPTIONS.includes(key)) continue
+    const known = Object.keys(keys)
+    const near = known.find((k) => editDistance(k.toLowerCase(), key.toLowerCase()) <= 2)
+    throw new InvalidOptionError(plugin, key, `is not an option of ${plugin}${near === undefined ? '' : ` (did you mean "${near}"?)`}; it takes ${known.join(', ')}`)
+  }
+}
+
+/** Levenshtein distance, for the did-you-mean of a mistyped option. */
+function editDistance (a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i]
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1))
+    }
+    previous = current
+  }
+  return previous[b.length]!
+}
+
 export function describe (v: unknown): string {
   if (typeof v === 'string') return JSON.stringify(v)
   if (v === null || typeof v !== 'object') return String(v)

@@ -1,6 +1,68 @@
 // The connection registry: every open WebSocket of every endpoint, with per-connection,
-// per-endpoint and process-wide figures. Framework-free; plugins/registry.ts exposes it to Fastify.
+// per-endpoint and process-wide figures. It owns each socket's place in it: `attach` opens the
+// Connection and the socket's own `close` removes it. Framework-free; plugins/registry.ts exposes
+// it to Fastify.
 import { formatPeer, plainAddress } from './format.js'
+import type { LimitName } from './limits.js'
+import type { JsonValue } from './chat-messages.js'
+import type { AdapterStatus, RoomInfo } from './chat/adapter.js'
+import type { User } from './auth/user.js'
+
+/** setTimeout's longest delay; a later deadline is reached in steps. */
+const MAX_TIMER_MS = 2 ** 31 - 1
+
+/**
+ * What the registry needs of a WebSocket (a `ws` WebSocket is one): enough to remove it on close,
+ * ping it, and close or cut it off. Declared here so the core does not depend on `ws`.
+ */
+export interface RegistrySocket {
+  /** 0 connecting, 1 open, 2 closing, 3 closed (the WebSocket standard's numbers). */
+  readonly readyState: number
+  close (code?: number, reason?: string): void
+  terminate (): void
+  ping (): void
+  on (event: 'close' | 'pong', listener: (this: RegistrySocket) => void): unknown
+}
+
+/** Where a socket came from, as `attach` records it. */
+export interface PeerInfo {
+  /** The client's address as the TCP socket reports it (IPv4-mapped IPv6 is unwrapped for display), or as a trusted proxy forwarded it. */
+  address: string | undefined
+  /** Undefined for a forwarded address: the peer is then shown without a port. */
+  port: number | undefined
+  /** The request URL the client connected to; its query (which may hold a token) is not kept. */
+  path: string
+  /** Who the client is, with identity on. */
+  user?: User | undefined
+}
+
+const CLOSED = 3
+/** The Connection of a socket, set by `attach`: one listener function then serves every socket. */
+const kConnection = Symbol('echohub.connection')
+type AttachedSocket = RegistrySocket & { [kConnection]?: Connection }
+
+/** The Connection `attach` opened for this socket (`isOpen` tells whether it is still open). */
+export function connectionOf (socket: RegistrySocket): Connection | undefined {
+  return (socket as AttachedSocket)[kConnection]
+}
+
+function onSocketClose (this: RegistrySocket): void {
+  connectionOf(this)?.remove()
+}
+
+function onSocketPong (this: RegistrySocket): void {
+  const conn = connectionOf(this)
+  if (conn === undefined) return
+  conn.awaitingPong = false
+  conn.ponged()
+}
+
+/** What the routes of any app sharing the registry need of a chat endpoint (its core provides it). */
+export interface ChatEndpointApi {
+  /** Sends a message from the server (`from: 0`) to a room, or to the lobby (`null`). */
+  publish: (room: string | null, payload: JsonValue) => Promise<{ id: number, seq: number | null }>
+  readonly adapter: { rooms: () => Promise<RoomInfo[]>, readonly status: AdapterStatus, readonly outages?: number }
+}
 
 export interface Traffic {
   messages: { received: number, sent: number }
@@ -21,6 +83,8 @@ export class EndpointStats implements Traffic {
   readonly bytes = { received: 0, sent: 0 }
   /** The limits this endpoint runs with, shown in /stats. */
   readonly limits: Record<string, number | string | boolean> = {}
+  /** Added to the ids of this endpoint's connections: a shared chat adapter's clientIdBase, so client_ids never collide across instances. */
+  idBase = 0
 
   constructor (name: string) {
     this.name = name
@@ -31,6 +95,10 @@ export class EndpointStats implements Traffic {
 export class Connection {
   readonly id: number
   readonly endpoint: EndpointStats
+  /** The WebSocket itself, so heartbeat, shutdown and operators can reach it. */
+  readonly socket: RegistrySocket
+  /** The path the client connected to, without the query. */
+  readonly path: string
   /** Client address as shown to people: IPv4-mapped IPv6 unwrapped. */
   readonly address: string
   readonly port: number
@@ -41,17 +109,34 @@ export class Connection {
   messagesSent = 0
   bytesReceived = 0
   bytesSent = 0
+  /** A heartbeat ping is out and not answered yet. */
+  awaitingPong = false
+  /** Who the client is, with identity on (signed tokens or the registry's `authenticate`). */
+  user: User | undefined
+  /** The one timer that ends the connection when its credentials expire. */
+  #expiry: NodeJS.Timeout | undefined
+  /** The connection keeps a heartbeat of its own (the lab's `ping` control): the server-wide one skips it. */
+  ownHeartbeat = false
+  /** Round trip of the last answered ping in ms (heartbeat or operator's), to 0.1 ms. */
+  rttMs: number | undefined
   #registry: ConnectionRegistry
   #open = true
+  #pongListener = false
+  /** When the last ping left, by performance.now(); undefined once answered. */
+  #pingSentAt: number | undefined
 
-  constructor (registry: ConnectionRegistry, id: number, endpoint: EndpointStats, address: string | undefined, port: number | undefined) {
+  constructor (registry: ConnectionRegistry, id: number, endpoint: EndpointStats, socket: RegistrySocket, peer: PeerInfo) {
     this.#registry = registry
-    this.id = id
+    this.id = endpoint.idBase + id
     this.endpoint = endpoint
-    this.address = plainAddress(address)
-    this.port = port ?? 0
-    this.peer = formatPeer(address, port)
+    this.socket = socket
+    const query = peer.path.indexOf('?')
+    this.path = query === -1 ? peer.path : peer.path.slice(0, query)
+    this.address = plainAddress(peer.address)
+    this.port = peer.port ?? 0
+    this.peer = formatPeer(peer.address, peer.port)
     this.startedAt = Date.now()
+    this.user = peer.user
   }
 
   received (bytes: number): void {
@@ -73,11 +158,59 @@ export class Connection {
     return this.#open
   }
 
-  /** Leaves the registry. Safe to call more than once: only the first call counts. */
+  /**
+   * One heartbeat beat: pings the client and returns true, or returns false (and sends nothing)
+   * when the previous ping is still unanswered, so the caller can cut the client off.
+   */
+  heartbeat (): boolean {
+    if (this.ownHeartbeat) return true
+    if (this.awaitingPong) return false
+    this.awaitingPong = true
+    this.ping()
+    return true
+  }
+
+  /** Pings the client; its pong sets `rttMs`. */
+  ping (): void {
+    // The pong listener is added on the first ping only, so a heartbeat that is off costs nothing.
+    if (!this.#pongListener) {
+      this.#pongListener = true
+      this.socket.on('pong', onSocketPong)
+    }
+    this.#pingSentAt = performance.now()
+    this.socket.ping()
+  }
+
+  /** A pong arrived: the round trip of the ping it answers. */
+  ponged (): void {
+    if (this.#pingSentAt === undefined) return
+    this.rttMs = Math.round((performance.now() - this.#pingSentAt) * 10) / 10
+    this.#pingSentAt = undefined
+  }
+
+  /**
+   * Leaves the registry. The registry calls it when the socket closes, however it closes; a plugin
+   * never needs to. Safe to call more than once: only the first call counts.
+   */
   remove (): void {
     if (!this.#open) return
     this.#open = false
+    clearTimeout(this.#expiry)
+    this.#expiry = undefined
     this.#registry.forget(this)
+  }
+
+  /**
+   * Calls `expire` at `at` (ms since the epoch; at once when it has passed), replacing any earlier
+   * deadline; `undefined` removes the deadline. Cleared when the connection leaves the registry.
+   */
+  expireAt (at: number | undefined, expire: () => void): void {
+    clearTimeout(this.#expiry)
+    this.#expiry = undefined
+    if (at === undefined || !this.#open) return
+    const wait = at - Date.now()
+    this.#expiry = setTimeout(wait > MAX_TIMER_MS ? () => this.expireAt(at, expire) : expire, Math.max(0, Math.min(wait, MAX_TIMER_MS)))
+    this.#expiry.unref()
   }
 }
 
@@ -92,7 +225,7 @@ export interface StatsSnapshot extends Traffic {
   uptime_s: number
   connections: ConnectionFigures
   endpoints: Record<string, Traffic & { connections: ConnectionFigures, limits: Record<string, number | string | boolean> }>
-  limits: { settings: Record<string, number | string | boolean>, hits: Record<string, number> }
+  limits: { settings: Record<string, number | string | boolean>, hits: Partial<Record<LimitName, number>> }
   memory: { rss: number, heap_used: number }
 }
 
@@ -101,10 +234,12 @@ export class ConnectionRegistry {
   readonly startedAt = Date.now()
   readonly connections = new Set<Connection>()
   readonly endpoints = new Map<string, EndpointStats>()
+  /** The chat endpoints by name, for /rooms, /publish and library users (`registry.chats.get('chat').publish(...)`). */
+  readonly chats = new Map<string, ChatEndpointApi>()
   /** Process-wide limits (connection caps, heartbeat, ...), shown in /stats. */
   readonly limitSettings: Record<string, number | string | boolean> = {}
   /** How often each limit was hit, by limit name; shown in /stats and /metrics. */
-  readonly limitHits: Record<string, number> = {}
+  readonly limitHits: Partial<Record<LimitName, number>> = {}
   readonly #perAddress = new Map<string, number>()
   #peak = 0
   #total = 0
@@ -122,9 +257,23 @@ export class ConnectionRegistry {
     return stats
   }
 
-  /** Records a new open connection; its `id` numbers connections of this registry from 1. */
-  open (endpoint: EndpointStats, address: string | undefined, port: number | undefined): Connection {
-    const conn = new Connection(this, ++this.#total, endpoint, address, port)
+  /**
+   * Opens a Connection for an open WebSocket of `endpoint`, removed again when the socket emits
+   * `close`, however it closes. Its `id` numbers connections of this registry from 1. Call it
+   * before adding the endpoint's own `close` listener, so that one sees the registry without it.
+   */
+  attach (socket: RegistrySocket, endpoint: EndpointStats, peer: PeerInfo): Connection {
+    const conn = this.#open(socket, endpoint, peer)
+    ;(socket as AttachedSocket)[kConnection] = conn
+    // 'close' has already been emitted for a socket that is closed: nothing would remove it later.
+    if (socket.readyState === CLOSED) conn.remove()
+    else socket.on('close', onSocketClose)
+    return conn
+  }
+
+  #open (socket: RegistrySocket, endpoint: EndpointStats, peer: PeerInfo): Connection {
+    if (this.endpoints.get(endpoint.name) !== endpoint) throw new Error(`endpoint "${endpoint.name}" is not declared in this registry`)
+    const conn = new Connection(this, ++this.#total, endpoint, socket, peer)
     this.connections.add(conn)
     if (this.connections.size > this.#peak) this.#peak = this.connections.size
     this.#perAddress.set(conn.address, (this.#perAddress.get(conn.address) ?? 0) + 1)
@@ -148,8 +297,15 @@ export class ConnectionRegistry {
     return this.#perAddress.get(plainAddress(address)) ?? 0
   }
 
+  /** The open connections of some endpoints (e.g. the endpoints of one app). */
+  connectionsOf (endpoints: ReadonlySet<EndpointStats>): Connection[] {
+    const found: Connection[] = []
+    for (const conn of this.connections) if (endpoints.has(conn.endpoint)) found.push(conn)
+    return found
+  }
+
   /** Counts one hit of a limit (a refused upgrade, a dropped message, a closed client...). */
-  hit (limit: string): void {
+  hit (limit: LimitName): void {
     this.limitHits[limit] = (this.limitHits[limit] ?? 0) + 1
   }
 

@@ -1,57 +1,25 @@
 // The browser pages in a real headless Chromium, against the chat server as `npm start` builds it.
 import t, { type Test } from 'tap'
-import { existsSync } from 'node:fs'
-import { pino } from 'pino'
-import { chromium, type Browser, type Page } from 'playwright-core'
-import { parseConfig, startEchohub, type Echohub } from '../src/index.js'
+import type { Page } from 'playwright-core'
 import { joinChat } from './helpers/chat.js'
+import { REDIS_URL, redisMissing, testPrefix } from './helpers/redis.js'
+import { newPage, portOf, skip, startServers as start } from './helpers/browser.js'
 
-const CHROMIUM = '/usr/bin/chromium'
-const ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run']
 // Backoff starts at 1 s and the page may need a second try while the server restarts.
 const RECONNECT_WAIT_MS = 20_000
-const silent = pino({ level: 'silent' })
+const PHONE = { viewport: { width: 360, height: 740 } }
 
 // The little of the DOM that the functions run inside the page touch (this project compiles without lib.dom).
 interface PageElement { textContent: string | null, value?: string, getAttribute: (name: string) => string | null }
 declare const document: { querySelector: (selector: string) => PageElement | null, querySelectorAll: (selector: string) => Iterable<PageElement> }
 declare const window: { __xss?: number }
 
-const missing = existsSync(CHROMIUM) ? undefined : `no Chromium at ${CHROMIUM} (apt-get install chromium)`
-if (missing !== undefined && process.env.CI) t.fail(`${missing}: CI must run the browser tests`)
-const skip = missing ?? false
-
-let browser: Browser | undefined
-async function getBrowser (): Promise<Browser> {
-  browser ??= await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ARGS })
-  return browser
-}
-t.teardown(async () => { await browser?.close() })
-
-/** The servers on 127.0.0.1, port 0 unless given; closed in teardown unless closed before. */
-async function start (t: Test, args: string[]): Promise<Echohub> {
-  const parsed = parseConfig(['--host', '127.0.0.1', '--log-level', 'silent', ...args], {})
-  if (parsed.help) throw new Error('unexpected --help')
-  const hub = await startEchohub(parsed.config, { logger: silent })
-  t.teardown(() => hub.close())
-  return hub
-}
-
-function portOf (hub: Echohub, name: string): number {
-  return hub.servers.find((s) => s.name === name)!.port
-}
-
 const pageErrors = new WeakMap<Page, string[]>()
 
 /** A new page in its own context, closed in teardown; its uncaught errors are kept for noErrors(). */
 async function openPage (t: Test, url: string): Promise<Page> {
-  const context = await (await getBrowser()).newContext()
-  t.teardown(() => context.close())
-  const page = await context.newPage()
-  const errors: string[] = []
+  const { page, errors } = await newPage(t, url)
   pageErrors.set(page, errors)
-  page.on('pageerror', (err) => errors.push(err.message))
-  await page.goto(url)
   return page
 }
 
@@ -154,7 +122,9 @@ t.test('the page reconnects by itself after the server stops and starts again on
   await first.close()
   await page.waitForSelector('#state[data-state="waiting"]')
   t.equal(await page.textContent('#state'), 'disconnected')
-  t.match(await page.textContent('#state-detail'), /^reconnecting in \d+ s$/, 'the page says when it tries again')
+  // Retries that reach the server while it drains are refused with its reason, which the page
+  // puts before the countdown; how many do depends on how long the shutdown takes.
+  t.match(await page.textContent('#state-detail'), /(^|; )reconnecting in \d+ s$/, 'the page says when it tries again')
   t.equal(await page.isVisible('#reconnect-now'), true, 'and offers to try now')
   t.match(await page.locator('#log .entry[data-type="close"]').first().textContent(), /1001/, 'the close code is logged')
 
@@ -166,6 +136,72 @@ t.test('the page reconnects by itself after the server stops and starts again on
   await page.press('#message', 'Enter')
   await page.locator('#log .entry.in[data-type="message"]', { hasText: 'back again' }).waitFor()
   t.pass('and chats again')
+  noErrors(t, page)
+})
+
+t.test('the chat page joins a room, shows its members as they change, and sends to the room', { skip }, async (t) => {
+  const hub = await start(t, ['--only', 'chat', '--chat-port', '0'])
+  const port = portOf(hub, 'chat')
+  const page = await openPage(t, `http://127.0.0.1:${port}/`)
+  const pageId = await connected(page)
+  await page.fill('#room-name', 'lab')
+  await page.press('#room-name', 'Enter')
+  await page.locator('#rooms .room', { hasText: `members: ${pageId}` }).waitFor()
+
+  const node = await joinChat(t, `ws://127.0.0.1:${port}/ws`)
+  node.ws.send(JSON.stringify({ type: 'join', room: 'lab' }))
+  await page.locator('#rooms .room', { hasText: `members: ${pageId}, ${node.clientId}` }).waitFor()
+  t.pass('presence join shows in the members list')
+
+  node.ws.send(JSON.stringify({ type: 'message', room: 'lab', payload: 'to the room' }))
+  await page.locator('#log .entry.in[data-type="message"]', { hasText: `[lab] client ${node.clientId}: to the room` }).waitFor()
+  await page.selectOption('#message-target', 'lab')
+  await page.fill('#message', 'from the page')
+  await page.press('#message', 'Enter')
+  for (;;) {
+    const frame = await node.inbox.next()
+    if (frame.type !== 'message' || frame.payload !== 'from the page') continue
+    t.same([frame.room, frame.from, frame.seq], ['lab', pageId, 2], 'the page sends to the room it picked')
+    break
+  }
+  node.ws.close()
+  await page.locator('#rooms .room', { hasText: `members: ${pageId}` }).filter({ hasNotText: `, ${node.clientId}` }).waitFor()
+  t.pass('presence leave shows too')
+  await page.click('#rooms .room button')
+  await page.locator('#rooms').waitFor({ state: 'hidden' })
+  t.pass('leave empties the list')
+  noErrors(t, page)
+})
+
+const noRedis = await redisMissing()
+if (noRedis !== undefined && process.env.CI) t.fail(`${noRedis}: CI must run the Redis browser test`)
+
+t.test('on Redis, a page whose server restarts rejoins its room with since and shows what it missed once', { skip: skip || (noRedis ?? false) }, async (t) => {
+  const redis = ['--redis', REDIS_URL, '--redis-prefix', testPrefix(t), '--only', 'chat']
+  const first = await start(t, [...redis, '--chat-port', '0'])
+  const other = await start(t, [...redis, '--chat-port', '0'])
+  const port = portOf(first, 'chat')
+  const page = await openPage(t, `http://127.0.0.1:${port}/`)
+  await connected(page)
+  await page.fill('#room-name', 'lab')
+  await page.press('#room-name', 'Enter')
+  await page.locator('#rooms .room', { hasText: 'members:' }).waitFor()
+  const publish = (payload: string) => fetch(`http://127.0.0.1:${portOf(other, 'chat')}/publish`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ room: 'lab', payload }) })
+  t.equal((await publish('before')).status, 202)
+  await page.locator('#log .entry.in[data-type="message"]', { hasText: '[lab] server: before' }).waitFor()
+
+  await first.close()
+  await page.waitForSelector('#state[data-state="waiting"]')
+  t.equal((await publish('while away')).status, 202, 'published on the other instance meanwhile')
+  await start(t, [...redis, '--chat-port', String(port)])
+  await connected(page, RECONNECT_WAIT_MS)
+  const resumed = page.locator('#log .entry.in[data-type="message"]', { hasText: '[lab] server: while away' })
+  await resumed.waitFor()
+  t.equal(await page.locator('#log .entry.out[data-type="join"]', { hasText: 'lab since 1' }).count(), 1, 'the page rejoined with since')
+  t.equal((await publish('after')).status, 202)
+  await page.locator('#log .entry.in[data-type="message"]', { hasText: '[lab] server: after' }).waitFor()
+  t.equal(await resumed.count(), 1, 'the missed message appears once')
+  t.equal(await page.locator('#log .entry.in[data-type="message"]', { hasText: '[lab] server: before' }).count(), 1, 'and what it had seen is not repeated')
   noErrors(t, page)
 })
 
@@ -208,21 +244,95 @@ t.test('the echo page learns the echo ports, shows the welcome, envelopes and bi
   await page.click('#send-text')
   const plain = page.locator('#log .entry.in[data-type="text"] .entry-summary')
   await plain.waitFor()
-  t.equal(await plain.textContent(), '5 characters — same text as sent', '/raw echoes the text as is')
+  t.equal(await plain.textContent(), '5 bytes — same text as sent', '/raw echoes the text as is')
+  await page.fill('#text', 'héllo ✓')
+  await page.click('#send-text')
+  t.equal(await page.locator('#log .entry.out[data-type="text"] .entry-summary').last().textContent(), '10 bytes', 'sizes are UTF-8 bytes, as the server and a device count them')
+  await plain.nth(1).waitFor()
+  t.equal(await plain.nth(1).textContent(), '10 bytes — same text as sent')
   noErrors(t, page)
+})
+
+t.test('with ?token=, the links between the pages keep it, and the echo tester never shows it', { skip }, async (t) => {
+  const hub = await start(t, ['--echo-port', '0', '--debug-port', '0', '--chat-port', '0', '--auth-token', 's3cret-token_42'])
+  const chat = await openPage(t, `http://127.0.0.1:${portOf(hub, 'chat')}/?token=s3cret-token_42`)
+  await connected(chat)
+  t.notMatch(await chat.textContent('#url'), 's3cret', 'the chat page shows its WebSocket URL without the token')
+  await chat.click('nav a[href*="echo.html"]')
+  await chat.waitForURL(/\/echo\.html\?token=s3cret-token_42$/)
+  t.pass('the echo tester link carried the token')
+  const echoUrl = `ws://127.0.0.1:${portOf(hub, 'echo')}/`
+  await chat.waitForFunction((url) => [...document.querySelectorAll('#target option')].some((o) => o.value === url), echoUrl)
+  await chat.selectOption('#target', echoUrl)
+  t.equal(await chat.inputValue('#url'), echoUrl, 'the URL field holds no token')
+  await chat.click('#connect')
+  await chat.waitForSelector('#state[data-state="open"]')
+  t.equal(await chat.textContent('#state-detail'), echoUrl, 'connected (the page added the token), and the status line holds none')
+  await chat.fill('#url', echoUrl + '?token=typed-by-hand')
+  await chat.click('#connect')
+  await chat.waitForSelector('#state[data-state="closed"]')
+  await chat.waitForFunction(() => /^HTTP 401: /.test(document.querySelector('#state-detail')?.textContent ?? ''))
+  t.pass('a wrong token typed in is used as typed, and the server says why it refused it')
+  t.notMatch(await chat.textContent('#log'), /s3cret|typed-by-hand/, 'the log shows no token')
+  t.match(await chat.getAttribute('nav a[href*="./"], nav a:not([href*="echo"])', 'href'), /\?token=s3cret-token_42$/, 'the link back to the chat keeps it too')
+  noErrors(t, chat)
+})
+
+t.test('on a phone, the frames come first and every server fits the drop-down', { skip }, async (t) => {
+  const hub = await start(t, ['--echo-port', '0', '--debug-port', '0', '--chat-port', '0'])
+  for (const path of ['/', '/echo.html']) {
+    const { page } = await newPage(t, `http://127.0.0.1:${portOf(hub, 'chat')}${path}`, PHONE)
+    const log = await page.locator('.log-panel').boundingBox()
+    const firstPanel = await page.locator('.column .panel').first().boundingBox()
+    t.ok(log !== null && firstPanel !== null && log.y < firstPanel.y, `${path}: the frame log is above the controls`)
+  }
+  const { page } = await newPage(t, `http://127.0.0.1:${portOf(hub, 'chat')}/echo.html`, PHONE)
+  await page.waitForFunction(() => [...document.querySelectorAll('#target option')].length === 4)
+  // The text of each option, measured in the select's font, against the room the closed select has
+  // (a string, as this project compiles without the DOM's types).
+  const overflowing = await page.evaluate(`(() => {
+    const select = document.querySelector('#target')
+    const style = getComputedStyle(select)
+    const ctx = document.createElement('canvas').getContext('2d')
+    ctx.font = style.fontWeight + ' ' + style.fontSize + ' ' + style.fontFamily
+    const room = select.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight) - 24
+    return [...select.options].filter((o) => ctx.measureText(o.text).width > room).map((o) => o.text)
+  })()`)
+  t.same(overflowing, [], 'no option is cut off')
 })
 
 t.test('with --auth-token, the page passes its ?token= on to the WebSocket and to /stats', { skip }, async (t) => {
   const hub = await start(t, ['--only', 'chat', '--chat-port', '0', '--auth-token', 's3cret-token_42'])
   const base = `http://127.0.0.1:${portOf(hub, 'chat')}`
   const refused = await openPage(t, base + '/')
-  await refused.waitForSelector('#state[data-state="waiting"]')
-  t.match(await refused.textContent('#stats-state'), /HTTP 401/, 'without the token: no figures')
+  await refused.waitForSelector('#state[data-state="refused"]')
+  t.match(await refused.textContent('#state-detail'), /^a valid token is required/, 'without the token: the page says why it cannot connect')
+  t.equal(await refused.isVisible('#reconnect-now'), true, 'and waits for the user instead of retrying')
+  t.match(await refused.textContent('#stats-state'), /HTTP 401/, 'no figures')
   t.match(await refused.locator('#log .entry[data-type="close"]').first().textContent(), /could not connect/, 'and no connection')
+  t.match(await refused.locator('#log .entry[data-type="refused"]').first().textContent(), /HTTP 401: a valid token is required/)
 
   const page = await openPage(t, base + '/?token=' + encodeURIComponent('s3cret-token_42'))
   await connected(page)
   await page.waitForFunction(() => document.querySelector('#stats-chat-clients')?.textContent === '1')
   t.pass('with it: connected, and the figures show')
   noErrors(t, refused, page)
+})
+
+t.test('from an origin not on --origins, the pages say so and the chat page stops retrying', { skip }, async (t) => {
+  const hub = await start(t, ['--echo-port', '0', '--debug-port', '0', '--chat-port', '0', '--origins', 'https://app.example.com'])
+  const base = `http://127.0.0.1:${portOf(hub, 'chat')}`
+  const page = await openPage(t, base + '/')
+  await page.waitForSelector('#state[data-state="refused"]')
+  t.equal(await page.textContent('#state-detail'), `origin ${base} is not allowed (see --origins)`)
+  t.equal(hub.registry.connections.size, 0)
+
+  const tester = await openPage(t, base + '/echo.html')
+  const echoUrl = `ws://127.0.0.1:${portOf(hub, 'echo')}/`
+  await tester.waitForFunction((url) => [...document.querySelectorAll('#target option')].some((o) => o.value === url), echoUrl)
+  await tester.selectOption('#target', echoUrl)
+  await tester.click('#connect')
+  await tester.waitForFunction(() => /^HTTP 403: /.test(document.querySelector('#state-detail')?.textContent ?? ''))
+  t.equal(await tester.textContent('#state-detail'), `HTTP 403: origin ${base} is not allowed (see --origins)`, 'the echo tester says why too, from another port')
+  noErrors(t, page, tester)
 })

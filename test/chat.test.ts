@@ -5,7 +5,7 @@ import { once } from 'node:events'
 import { randomBytes } from 'node:crypto'
 import Fastify from 'fastify'
 import { pino } from 'pino'
-import { chat, echo, stats, CustomEventError, CHAT_ERROR_CODES, type ChatOptions } from '../src/index.js'
+import { chat, echo, stats, CustomEventError, CHAT_ERROR_CODES, type ChatOptions } from '../index.js'
 import { listen } from './helpers/index.js'
 import { drain, joinChat, type Frame } from './helpers/chat.js'
 
@@ -190,7 +190,7 @@ t.test('error messages say in plain words what was wrong', async (t) => {
     ['{"type":true}', /"type" must be a string, not a boolean/],
     ['{"type":"message"}', /needs a "payload"/],
     ['{"type":"custom_event","payload":3}', /JSON object, not a number/],
-    ['{"type":"shout"}', /Unknown type "shout"; use "message", "custom_event" or "ping"/]
+    ['{"type":"shout"}', /Unknown type "shout"; use "message", "custom_event", "ping", "join", "leave" or "history"/]
   ]
   for (const [input, message] of cases) {
     a.ws.send(input)
@@ -343,7 +343,7 @@ t.test('over the rate limit a message is dropped with rate_limited; the others a
   b.ws.send(JSON.stringify({ type: 'message', payload: 'b is fine' }))
   t.equal((await b.inbox.next()).payload, 'b is fine', 'each connection has its own bucket')
   t.equal(a.ws.readyState, a.ws.OPEN, 'one drop does not close the connection')
-  t.same(app.echohub.snapshot().endpoints.chat!.limits, { max_payload: 65536, rate_limit: 1, rate_burst: 3, max_buffered: 4194304 }, 'the limits show in /stats')
+  t.same(app.echohub.snapshot().endpoints.chat!.limits, { max_payload: 65536, rate_limit: 1, rate_burst: 3, max_buffered: 4194304, history_size: 100, max_rooms_per_client: 32, max_rooms: 10000, room_ttl_ms: 300000 }, 'the limits show in /stats')
 })
 
 t.test('a client that keeps flooding (2 × burst dropped in a row) is closed with 1008', async (t) => {

@@ -37,16 +37,32 @@ t.test('a bad value fails with an error naming the flag or variable', async (t) 
     [['--only', 'echo,nope'], {}, /--only takes echo, echo-debug/],
     [['--log-level', 'loud'], {}, /--log-level must be one of/],
     [['--log-format', 'xml'], {}, /--log-format must be json or pretty/],
-    [['--nope'], {}, /Unknown option '--nope'.*--help/],
-    [['stray'], {}, /Unexpected argument 'stray'/]
+    [['--nope'], {}, /^unknown option --nope \(see --help\)$/],
+    [['--foo', 'x'], {}, /^unknown option --foo \(see --help\)$/],
+    [['-x'], {}, /^unknown option -x \(see --help\)$/],
+    [['stray'], {}, /^unexpected argument "stray" \(see --help\)$/],
+    [['--host'], {}, /^--host needs a value/],
+    [['--host', '--echo-port', '1'], {}, /^--host needs a value/],
+    [['--help=yes'], {}, /^--help takes no value/],
+    [['--heartbeat-interval', '-5'], {}, /^--heartbeat-interval must be a whole number from 0 up \(ms; 0 turns it off\), got "-5"$/],
+    [['--echo-max-payload', '-1'], {}, /^--echo-max-payload must be a whole number from 1 up \(bytes\), got "-1"$/]
   ]
   for (const [argv, env, message] of cases) {
     t.throws(() => parseConfig(argv, env), { code: 'ECHOHUB_ERR_INVALID_CONFIG', message }, argv.join(' ') || JSON.stringify(env))
   }
 })
 
+function printed (argv: string[]): string {
+  const parsed = parseConfig(argv, {})
+  if (!parsed.help) throw new Error('expected text to print')
+  return parsed.text
+}
+
 t.test('--help lists every flag with its environment variable and default', async (t) => {
-  t.same(parseConfig(['--help'], {}), { help: true })
+  t.same(parseConfig(['--help'], {}), { help: true, text: helpText() })
+  t.same(parseConfig(['-h', '--echo-port', 'bad'], {}), { help: true, text: helpText() }, '-h too, whatever else is given')
+  t.match(printed(['--version']), /^echohub \d+\.\d+\.\d+/)
+  t.equal(printed(['-v']), printed(['--version']))
   const text = helpText()
   for (const s of SETTINGS) {
     t.match(text, `--${s.flag}`)
@@ -81,4 +97,69 @@ t.test('the chat settings: port, CORS origins and chat limits, from flags or env
   for (const [argv, env, message] of bad) {
     t.throws(() => parseConfig(argv, env), { code: 'ECHOHUB_ERR_INVALID_CONFIG', message }, argv.join(' ') || JSON.stringify(env))
   }
+})
+
+t.test('Redis: --redis/REDIS_URL and --redis-prefix/REDIS_PREFIX', async (t) => {
+  const c = config([])
+  t.equal(c.redis, undefined, 'no Redis by default: the chat runs in process')
+  t.equal(c.redisPrefix, 'echohub:')
+  t.equal(config([], { REDIS_URL: 'redis://127.0.0.1:6379' }).redis, 'redis://127.0.0.1:6379')
+  t.equal(config(['--redis', 'rediss://user:pw@cache.example.com:6380/2'], { REDIS_URL: 'redis://x' }).redis, 'rediss://user:pw@cache.example.com:6380/2', 'the flag wins; TLS and a database number are fine')
+  t.equal(config(['--redis-prefix', 'staging:'], { REDIS_PREFIX: 'x:' }).redisPrefix, 'staging:')
+  t.equal(config([], { REDIS_PREFIX: 'prod:' }).redisPrefix, 'prod:')
+  const bad: Array<[string[], NodeJS.ProcessEnv, RegExp]> = [
+    [['--redis', '127.0.0.1:6379'], {}, /--redis must be a URL like redis:\/\/127\.0\.0\.1:6379/],
+    [[], { REDIS_URL: 'http://localhost:6379' }, /REDIS_URL must be a URL like redis:/],
+    [['--redis', 'redis://user:secret@/'], {}, /got "redis:\/\/\*\*\*@\/"/],
+    [['--redis-prefix', ''], {}, /--redis-prefix must be a non-empty prefix/],
+    [[], { REDIS_PREFIX: 'chat{1}:' }, /REDIS_PREFIX must be a non-empty prefix without \{ or \}/]
+  ]
+  for (const [argv, env, message] of bad) {
+    t.throws(() => parseConfig(argv, env), { code: 'ECHOHUB_ERR_INVALID_CONFIG', message }, argv.join(' ') || JSON.stringify(env))
+  }
+})
+
+t.test('the transport settings: TLS files, self-signed, subprotocols, compression, trust-proxy', async (t) => {
+  const c = config([])
+  t.same([c.tlsCert, c.tlsKey, c.tlsSelfSigned, c.subprotocols, c.chatSubprotocols, c.compression, c.trustProxy],
+    [undefined, undefined, false, undefined, [], false, false], 'all off by default; echo takes the first subprotocol offered, chat none')
+  t.same([config(['--tls-cert', 'c.pem', '--tls-key', 'k.pem']).tlsCert, config([], { TLS_CERT: 'c.pem', TLS_KEY: 'k.pem' }).tlsKey], ['c.pem', 'k.pem'])
+  t.equal(config(['--tls-self-signed']).tlsSelfSigned, true)
+  t.equal(config([], { TLS_SELF_SIGNED: '1' }).tlsSelfSigned, true)
+  t.equal(config([], { COMPRESSION: 'false' }).compression, false)
+  t.equal(config(['--compression'], { COMPRESSION: '0' }).compression, true, 'the flag wins')
+  t.same(config(['--subprotocols', 'mqtt, wamp.2.json,mqtt']).subprotocols, ['mqtt', 'wamp.2.json'], 'a list, duplicates dropped')
+  t.same(config([], { CHAT_SUBPROTOCOLS: 'chat.v1' }).chatSubprotocols, ['chat.v1'])
+  t.equal(config(['--trust-proxy']).trustProxy, true, 'alone it means true')
+  t.equal(config(['--trust-proxy', '--compression']).trustProxy, true, 'alone before another flag too')
+  t.equal(config(['--trust-proxy', '2']).trustProxy, 2, 'a hop count')
+  t.same(config(['--trust-proxy=10.0.0.1, 192.168.0.0/16,loopback']).trustProxy, ['10.0.0.1', '192.168.0.0/16', 'loopback'], 'proxy addresses')
+  t.same(config([], { TRUST_PROXY: '::1' }).trustProxy, ['::1'])
+  t.equal(config([], { TRUST_PROXY: 'true' }).trustProxy, true)
+  const bad: Array<[string[], NodeJS.ProcessEnv, RegExp]> = [
+    [['--tls-cert', 'c.pem'], {}, /--tls-cert needs --tls-key too/],
+    [[], { TLS_KEY: 'k.pem' }, /--tls-key needs --tls-cert too/],
+    [['--tls-self-signed', '--tls-cert', 'c', '--tls-key', 'k'], {}, /--tls-self-signed and --tls-cert\/--tls-key exclude each other/],
+    [[], { TLS_SELF_SIGNED: 'maybe' }, /TLS_SELF_SIGNED must be true or false/],
+    [['--compression=yes'], {}, /--compression.*see --help/],
+    [['--subprotocols', 'a b'], {}, /--subprotocols takes subprotocol names/],
+    [['--chat-subprotocols', 'x,{y}'], {}, /"\{y\}"/],
+    [['--trust-proxy', '10.0.0.0/33'], {}, /--trust-proxy takes true, a hop count, or proxy addresses/],
+    [[], { TRUST_PROXY: 'my-proxy' }, /TRUST_PROXY takes/]
+  ]
+  for (const [argv, env, message] of bad) {
+    t.throws(() => parseConfig(argv, env), { code: 'ECHOHUB_ERR_INVALID_CONFIG', message }, argv.join(' ') || JSON.stringify(env))
+  }
+})
+
+t.test('--inspector-max-buffered / INSPECTOR_MAX_BUFFERED: default 1 MiB, a whole number from 0', async (t) => {
+  const read = (argv: string[], env: Record<string, string> = {}) => {
+    const parsed = parseConfig(argv, env)
+    if (parsed.help) throw new Error('help')
+    return parsed.config.inspectorMaxBuffered
+  }
+  t.equal(read([]), 1048576)
+  t.equal(read(['--inspector-max-buffered', '0']), 0)
+  t.equal(read([], { INSPECTOR_MAX_BUFFERED: '65536' }), 65536)
+  t.throws(() => read(['--inspector-max-buffered', '-5']), { code: 'ECHOHUB_ERR_INVALID_CONFIG', message: /--inspector-max-buffered/ })
 })

@@ -6,7 +6,7 @@ import Fastify from 'fastify'
 import websocket from '@fastify/websocket'
 import { pino } from 'pino'
 import type { WebSocket } from 'ws'
-import { echo, stats, ConnectionRegistry, echohubRegistry } from '../src/index.js'
+import { echo, stats, ConnectionRegistry, echohubRegistry } from '../index.js'
 import { closed, connect, listen, nextJson, nextMessage, until } from './helpers/index.js'
 
 const ISO_MS_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/
@@ -64,6 +64,21 @@ t.test('/raw echoes text as the same text and binary as the same bytes', async (
   const binary = await nextMessage(ws)
   t.equal(binary.isBinary, true)
   t.ok(binary.data.equals(bytes))
+})
+
+t.test('/raw keeps replies in order when small and large ones, text and binary, alternate', async (t) => {
+  // small replies are framed by echohub and written straight to the socket, large ones go through ws
+  const { url } = await listen(t, async (app) => { await app.register(echo) })
+  const ws = await connect(t, url + '/raw')
+  const sent = [1, 5000, 1024, 1025, 0, 70_000, 64].flatMap((size, i) => [randomBytes(size), 'x'.repeat(size + i)])
+  const replies: Array<Buffer | string> = []
+  const all = new Promise<void>((resolve) => ws.on('message', (data: Buffer, isBinary: boolean) => {
+    replies.push(isBinary ? Buffer.from(data) : data.toString())
+    if (replies.length === sent.length) resolve()
+  }))
+  for (const m of sent) ws.send(m)
+  await all
+  t.same(replies, sent, 'every reply, byte for byte, in the order sent')
 })
 
 t.test('any other path echoes like /, as devices configured with any path expect', async (t) => {
@@ -176,7 +191,7 @@ t.test('a message over maxPayload closes the connection with 1009', async (t) =>
   t.equal(app.echohub.limitHits.oversize, 1, 'counted as an oversize close')
 })
 
-t.test('debug logs every frame: text, and hex for binary', async (t) => {
+t.test('debug logs every frame once, each direction: text, and hex for binary', async (t) => {
   const lines: Array<Record<string, unknown>> = []
   const sink = new Writable({ write (chunk, _enc, done) { lines.push(JSON.parse(String(chunk))); done() } })
   const app = Fastify({ loggerInstance: pino({ level: 'debug' }, sink) })
@@ -194,9 +209,28 @@ t.test('debug logs every frame: text, and hex for binary', async (t) => {
   t.equal(frames[0]!.hex, '00 01 ff')
   t.equal(frames[0]!.opcode, 'binary')
   t.equal(frames[1]!.text, 'line\\nbreak', 'control characters escaped')
-  t.ok(lines.some((l) => l.msg === 'message received' && l.text === 'line\\nbreak'), 'each received message is logged')
-  t.ok(lines.some((l) => l.msg === 'echo sent' && l.message_id === 2), 'each echo is logged')
+  const sent = lines.filter((l) => l.msg === 'frame sent')
+  t.same(sent.map((l) => [l.opcode, l.n]), [['binary', 1], ['text', 2]], 'each outgoing frame too')
+  t.equal(sent[0]!.hex, '00 01 ff')
+  t.match(sent[1]!.text, /^\{"type":"echo","original_message":"line\\nbreak"/, 'the envelope as sent')
+  t.notOk(lines.some((l) => l.msg === 'message received' || l.msg === 'echo sent'), 'the received text is not logged a second time')
   t.ok(lines.some((l) => l.msg === 'client connected' && typeof l.connections === 'number'), 'connect is logged with the count')
+})
+
+t.test('without debug, each received message and each echo are logged at info', async (t) => {
+  const lines: Array<Record<string, unknown>> = []
+  const sink = new Writable({ write (chunk, _enc, done) { lines.push(JSON.parse(String(chunk))); done() } })
+  const app = Fastify({ loggerInstance: pino({ level: 'info' }, sink) })
+  t.teardown(() => app.close())
+  await app.register(echo, { debug: true })
+  await app.ready()
+  const ws = await app.injectWS('/')
+  t.teardown(() => ws.terminate())
+  ws.send('line\nbreak')
+  await nextMessage(ws)
+  t.ok(lines.some((l) => l.msg === 'message received' && l.text === 'line\\nbreak'), 'each received message is logged')
+  t.ok(lines.some((l) => l.msg === 'echo sent' && l.message_id === 1), 'each echo is logged')
+  t.notOk(lines.some((l) => l.level === 20), 'no debug line: debug: true needs the logger at debug')
 })
 
 t.test('as a library: two echo endpoints in one app, @fastify/websocket registered once', async (t) => {

@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto'
 import { Writable } from 'node:stream'
 import Fastify from 'fastify'
 import { pino } from 'pino'
-import { echo, stats, echohubRegistry, ECHO_HIGH_WATER, type RegistryPluginOptions } from '../src/index.js'
+import { echo, stats, echohubRegistry, ECHO_HIGH_WATER, type RegistryPluginOptions } from '../index.js'
 import { closed, connect, listen, nextJson, nextMessage, until } from './helpers/index.js'
 import { closeCode, frame, isUpgraded, rawUpgrade, readFrames, type HttpAnswer } from './helpers/raw.js'
 

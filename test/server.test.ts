@@ -1,9 +1,10 @@
 import t from 'tap'
 import net from 'node:net'
+import { Writable } from 'node:stream'
 import { networkInterfaces } from 'node:os'
 import { pino } from 'pino'
-import { parseConfig, startEchohub, VERSION, type Config } from '../src/index.js'
-import { clientUrls } from '../src/server.js'
+import { parseConfig, startEchohub, VERSION, type Config } from '../index.js'
+import { clientUrls } from '../app/server.js'
 import { closed, connect, nextJson, nextMessage } from './helpers/index.js'
 import { closeCode, frame, isUpgraded, rawUpgrade } from './helpers/raw.js'
 import pkg from '../package.json' with { type: 'json' }
@@ -114,4 +115,42 @@ t.test('start-up URLs: localhost plus each LAN IPv4 on 0.0.0.0, only the bound a
 
 t.test('VERSION matches package.json', async (t) => {
   t.equal(VERSION, pkg.version)
+})
+
+t.test('every port answers CORS and preflights on its HTTP routes, under the same --origins rule', async (t) => {
+  const hub = await startEchohub(testConfig(['--origins', 'https://app.example.com']), { logger: silent })
+  t.teardown(() => hub.close())
+  for (const server of hub.servers) {
+    const base = `http://127.0.0.1:${server.port}`
+    for (const path of ['/stats', '/health', '/metrics']) {
+      const res = await fetch(base + path, { headers: { origin: 'https://app.example.com' } })
+      t.equal(res.headers.get('access-control-allow-origin'), 'https://app.example.com', `${server.name} ${path}: a listed origin`)
+      await res.arrayBuffer()
+    }
+    const other = await fetch(base + '/stats', { headers: { origin: 'https://evil.example' } })
+    t.equal(other.headers.get('access-control-allow-origin'), null, `${server.name}: an unlisted origin gets no CORS header`)
+    await other.arrayBuffer()
+    const preflight = await fetch(base + '/stats', {
+      method: 'OPTIONS',
+      headers: { origin: 'https://app.example.com', 'access-control-request-method': 'GET', 'access-control-request-headers': 'authorization' }
+    })
+    t.equal(preflight.status, 204, `${server.name}: a preflight is answered`)
+    t.equal(preflight.headers.get('access-control-allow-origin'), 'https://app.example.com')
+    t.match(preflight.headers.get('access-control-allow-headers'), /authorization/i, 'a token header may be sent')
+  }
+})
+
+t.test('the servers log at their level but never below the logger handed in', async (t) => {
+  const lines: Array<Record<string, any>> = []
+  const sink = new Writable({ write (chunk, _enc, done) { lines.push(JSON.parse(String(chunk))); done() } })
+  for (const level of ['warn', 'trace']) {
+    const hub = await startEchohub(testConfig(['--only', 'echo']), { logger: pino({ level }, sink) })
+    t.teardown(() => hub.close())
+    const ws = await connect(t, `ws://127.0.0.1:${hub.servers[0]!.port}/`)
+    ws.send('hi')
+    await nextJson(ws)
+    if (level === 'warn') t.same(lines, [], 'a logger at warn gets no info line')
+    else t.ok(lines.some((l) => l.msg === 'message received' && l.level === 30), 'a logger at trace gets the info lines (the servers stay at info)')
+    t.notOk(lines.some((l) => l.level < 30), 'and no debug line')
+  }
 })

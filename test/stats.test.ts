@@ -1,5 +1,5 @@
 import t from 'tap'
-import { echo, stats, ConnectionRegistry, echohubRegistry } from '../src/index.js'
+import { echo, stats, ConnectionRegistry, echohubRegistry } from '../index.js'
 import { closed, connect, listen, nextMessage, until } from './helpers/index.js'
 
 t.test('GET /health answers ok with uptime and the connection count', async (t) => {

@@ -3,10 +3,10 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import Fastify, { type FastifyPluginAsync } from 'fastify'
 import { pino } from 'pino'
-import { echo, parseConfig, startEchohub, ui, type Config, type UiOptions } from '../src/index.js'
+import { echo, parseConfig, startEchohub, ui, type Config, type UiOptions } from '../index.js'
 
 const PUBLIC = fileURLToPath(new URL('../public/', import.meta.url))
-const DIST_INDEX = fileURLToPath(new URL('../dist/src/index.js', import.meta.url))
+const DIST_INDEX = fileURLToPath(new URL('../dist/index.js', import.meta.url))
 const silent = pino({ level: 'silent' })
 
 /** An app with only the ui plugin, closed in teardown; requests go through inject. */

@@ -131,3 +131,12 @@ export async function until (check: () => boolean, what: string, ms = 5000): Pro
     await new Promise((resolve) => setImmediate(resolve))
   }
 }
+
+/** Polls an async condition (state with no event to wait on, such as a room's expiry). */
+export async function eventually (check: () => Promise<boolean>, what: string, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+}

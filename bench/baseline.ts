@@ -1,7 +1,9 @@
-// The yardstick for bench/run.js: echohub's wire protocol hand-rolled on plain `ws`, the way a user
+// The yardstick for bench/run.ts: echohub's wire protocol hand-rolled on plain `ws`, the way a user
 // would write it in an afternoon. Keep it that plain; it is what echohub has to beat.
-//   node bench/baseline.js --echo-port 0 --chat-port 0   (prints {"ready":true,...} when listening)
+//   node dist-bench/baseline.js --echo-port 0 --chat-port 0   (prints {"ready":true,...} when listening)
 import http from 'node:http'
+import type { AddressInfo } from 'node:net'
+import type { Socket } from 'node:net'
 import { parseArgs } from 'node:util'
 import { WebSocket, WebSocketServer } from 'ws'
 
@@ -18,19 +20,20 @@ const ECHO_INFO = 'echohub echo server'
 const CHAT_INFO = 'echohub chat server'
 
 /** `address:port` as SPEC writes it: IPv4-mapped as plain IPv4, other IPv6 in brackets. */
-function peer (socket) {
+function peer (socket: Socket): string {
   let address = socket.remoteAddress ?? 'unknown'
   if (address.startsWith('::ffff:')) address = address.slice(7)
   else if (address.includes(':')) address = `[${address}]`
   return `${address}:${socket.remotePort}`
 }
 
-function pathOf (req) {
-  const q = req.url.indexOf('?')
-  return q === -1 ? req.url : req.url.slice(0, q)
+function pathOf (req: http.IncomingMessage): string {
+  const url = req.url ?? '/'
+  const q = url.indexOf('?')
+  return q === -1 ? url : url.slice(0, q)
 }
 
-function health (req, res) {
+function health (req: http.IncomingMessage, res: http.ServerResponse): void {
   if (pathOf(req) === '/health') {
     res.writeHead(200, { 'content-type': 'application/json' })
     res.end('{"status":"ok"}')
@@ -90,9 +93,9 @@ chatServer.on('upgrade', (req, socket, head) => {
     }))
     ws.on('message', (data, isBinary) => {
       if (isBinary) return
-      let msg
+      let msg: { type?: unknown, payload?: unknown } | null
       try {
-        msg = JSON.parse(data.toString())
+        msg = JSON.parse(data.toString()) as typeof msg
       } catch {
         return
       }
@@ -115,10 +118,10 @@ chatServer.on('upgrade', (req, socket, head) => {
   })
 })
 
-function listen (server, port) {
+function listen (server: http.Server, port: string | undefined): Promise<number> {
   return new Promise((resolve, reject) => {
     server.once('error', reject)
-    server.listen(Number(port), args.host, () => resolve(server.address().port))
+    server.listen(Number(port), args.host, () => resolve((server.address() as AddressInfo).port))
   })
 }
 

@@ -1,0 +1,383 @@
+// The load generator, a process of its own that bench/run.ts pins to the other core. It stays lean
+// so the server, not the generator, is the bottleneck: raw `net` sockets sharing one read buffer,
+// frames masked once and reused, server frames counted by header only, all replies of one read
+// answered in one write. Closed loop: each connection keeps `--inflight` messages outstanding.
+//
+// Modes (JSON lines on stdout for the parent):
+//   echo       `--conns` connections to `--path`; {"event":"measure"} when the window opens,
+//              then {"event":"result",...}
+//   broadcast  `--receivers` chat clients (spread over `--ports`, all in `--room` if given) plus
+//              one publisher on the first port; a message is done when the publisher receives its
+//              own copy back; rate is deliveries/s. `--dialect` echohub or socketio. With
+//              `--rooms N`, N rooms (`<room>-1`..) share the receivers, each with its own publisher.
+//   idle       opens `--conns` connections, reports {"event":"open",...} and holds them until
+//              stdin closes (or `--hold` seconds pass)
+import { fstatSync } from 'node:fs'
+import { parseArgs } from 'node:util'
+import { DIALECTS, type Dialect, type DialectName } from './dialects.js'
+import { connectWs, encodeFrame, FrameCounter, FrameReader, openMany, OP_CLOSE, OP_PING, type Conn } from './raw-ws.js'
+
+const { values: opt } = parseArgs({
+  options: {
+    mode: { type: 'string', default: 'echo' },
+    port: { type: 'string' },
+    ports: { type: 'string' },
+    path: { type: 'string' },
+    dialect: { type: 'string', default: 'echohub' },
+    room: { type: 'string' },
+    rooms: { type: 'string', default: '1' },
+    conns: { type: 'string', default: '100' },
+    receivers: { type: 'string', default: '1000' },
+    inflight: { type: 'string', default: '1' },
+    size: { type: 'string', default: '64' },
+    binary: { type: 'boolean', default: false },
+    duration: { type: 'string', default: '10' },
+    warmup: { type: 'string', default: '2' },
+    hold: { type: 'string', default: '120' },
+    concurrency: { type: 'string', default: '100' }
+  }
+})
+
+function emit (obj: object): void {
+  process.stdout.write(JSON.stringify(obj) + '\n') // pipes are synchronous on Linux: nothing is lost on exit
+}
+
+function fail (message: string): never {
+  emit({ event: 'error', message })
+  process.exit(1)
+}
+
+const ports = (opt.ports ?? opt.port ?? '').split(',').filter((p) => p !== '').map(Number)
+const inflight = Number(opt.inflight)
+const size = Number(opt.size)
+const durationMs = Number(opt.duration) * 1000
+const warmupMs = Number(opt.warmup) * 1000
+const concurrency = Number(opt.concurrency)
+const room = opt.room ?? null
+const rooms = Number(opt.rooms)
+if (!(opt.dialect in DIALECTS)) fail(`unknown --dialect ${opt.dialect}`)
+const dialect: Dialect = DIALECTS[opt.dialect as DialectName]
+const path = opt.path ?? (opt.mode === 'broadcast' ? dialect.path : '/')
+const CONNECT_TIMEOUT_MS = 15_000
+
+if (ports.length === 0 || !ports.every((p) => Number.isInteger(p) && p > 0)) fail('--port or --ports is required')
+if (!(inflight >= 1 && inflight <= 1024)) fail('--inflight must be 1..1024')
+if (!(Number.isInteger(rooms) && rooms >= 1) || (rooms > 1 && room === null)) fail('--rooms must be a whole number >= 1, and needs --room')
+
+// The parent holds our stdin pipe: when it goes away (even killed), so do we. A hard deadline
+// backs it up. (Node's child_process pipes are sockets; a shell's are FIFOs; a terminal is neither.)
+const stdin = fstatSync(0)
+if (stdin.isFIFO() || stdin.isSocket()) {
+  process.stdin.on('end', () => process.exit(0))
+  process.stdin.resume()
+}
+const deadlineMs = opt.mode === 'idle'
+  ? Number(opt.hold) * 1000 + 120_000
+  : warmupMs + durationMs + 120_000
+setTimeout(() => fail(`gave up after ${deadlineMs / 1000} s`), deadlineMs).unref()
+
+const T0 = process.hrtime.bigint()
+/** Nanoseconds since start, as a Number (exact for 104 days). */
+const now = (): number => Number(process.hrtime.bigint() - T0)
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** Round-trip times at 1 us resolution up to 1 s: every message is recorded, memory stays fixed. */
+class Histogram {
+  readonly counts: Uint32Array
+  readonly max: number
+  n = 0
+
+  constructor (maxUs = 1_000_000) {
+    this.counts = new Uint32Array(maxUs + 1)
+    this.max = maxUs
+  }
+
+  record (ns: number): void {
+    const us = Math.round(ns / 1000)
+    this.counts[us > this.max ? this.max : us]!++
+    this.n++
+  }
+
+  reset (): void {
+    this.counts.fill(0)
+    this.n = 0
+  }
+
+  percentileMs (p: number): number | null {
+    if (this.n === 0) return null
+    const rank = Math.max(1, Math.ceil(p * this.n))
+    let seen = 0
+    for (let us = 0; us <= this.max; us++) {
+      seen += this.counts[us]!
+      if (seen >= rank) return us / 1000
+    }
+    return this.max / 1000
+  }
+}
+
+/** `n` bytes of plain ASCII text, so JSON escaping costs nothing extra on any server. */
+function text (n: number): string {
+  const unit = 'The quick brown fox jumps over the lazy dog. '
+  return unit.repeat(Math.ceil(n / unit.length)).slice(0, n)
+}
+
+// One read buffer for every socket (net's `onread`): no allocation per read.
+const readBuffer = Buffer.allocUnsafe(256 * 1024)
+const hist = new Histogram()
+const stats = { done: 0, received: 0, unexpected: 0, closed: 0 }
+let measuring = false
+let stopping = false
+
+/** Pings and close frames, and the dialect's own short chatter (socket.io's ping `2`). */
+function onShort (conn: Conn, opcode: number, payload: Buffer): void {
+  if (opcode === OP_PING) {
+    conn.pong(payload)
+  } else if (opcode === OP_CLOSE) {
+    conn.socket.end()
+  } else if (opcode < 8) {
+    const answer = dialect.answerShort(payload.toString())
+    if (answer !== null && !conn.closed) conn.socket.write(encodeFrame(answer))
+  }
+}
+
+function watchClose (conn: Conn): void {
+  conn.onClose = () => {
+    if (!stopping) stats.closed++
+  }
+}
+
+/**
+ * Opens one connection and runs the dialect's setup on it (greetings, joining the room), parsing
+ * whole frames; then hands every later byte, the rest of the last read included, to `onData`.
+ */
+async function open (port: number, withSetup: boolean, onData: (conn: Conn, chunk: Buffer) => void, inRoom = room): Promise<Conn> {
+  const conn = await connectWs(port, path, { readBuffer, timeoutMs: CONNECT_TIMEOUT_MS })
+  watchClose(conn)
+  const steps = withSetup ? dialect.setup(inRoom) : []
+  let step = 0
+  const send = () => { if (steps[step]?.send !== undefined) conn.socket.write(encodeFrame(steps[step]!.send!)) }
+  await new Promise<void>((resolve, reject) => {
+    let ready = steps.length === 0
+    const timer = setTimeout(() => reject(new Error(`no ${steps[step]?.what} within ${CONNECT_TIMEOUT_MS} ms`)), CONNECT_TIMEOUT_MS)
+    const reader = new FrameReader((f) => {
+      if (f.opcode >= 8 || f.payload.length <= dialect.shortLen) {
+        if (f.opcode === OP_CLOSE) reject(new Error(`closed during setup, waiting for ${steps[step]?.what}`))
+        onShort(conn, f.opcode, f.payload)
+        return
+      }
+      if (!steps[step]!.until(f.payload.toString())) return
+      step++
+      if (step < steps.length) {
+        send()
+        return
+      }
+      ready = true
+      reader.stop()
+    })
+    if (ready) {
+      clearTimeout(timer)
+      resolve()
+    } else {
+      send() // before start(): bytes that came with the 101 may complete a step at once
+    }
+    conn.start((chunk) => {
+      if (ready) {
+        onData(conn, chunk)
+        return
+      }
+      reader.push(Buffer.from(chunk)) // kept across reads: copy out of the shared buffer
+      if (ready) {
+        clearTimeout(timer)
+        resolve()
+        const rest = reader.rest()
+        if (rest.length > 0) onData(conn, rest)
+      }
+    })
+  })
+  return conn
+}
+
+async function openAll (n: number, portOf: (i: number) => number, withSetup: boolean, onData: (conn: Conn, chunk: Buffer) => void,
+  roomOf: (i: number) => string | null = () => room): Promise<Conn[]> {
+  let i = 0
+  const { conns, errors } = await openMany(n, concurrency, () => {
+    const k = i++
+    return open(portOf(k), withSetup, onData, roomOf(k))
+  })
+  if (errors.length > 0) {
+    for (const c of conns) c.socket.destroy()
+    fail(`${errors.length} of ${n} connections to ${path} failed, first: ${errors[0]!.message}`)
+  }
+  return conns
+}
+
+/**
+ * Drives one connection in a closed loop: `inflight` frames outstanding, each reply answered by
+ * one more, all replies of a read answered in one write.
+ */
+function driver (frame: Buffer): { onData: (conn: Conn, chunk: Buffer) => void, begin: (conn: Conn) => void } {
+  // slices[k] = k copies of the frame, prebuilt, so a reply to k messages is one write, no copy
+  const batch = Buffer.concat(Array<Buffer>(inflight).fill(frame))
+  const slices = Array.from({ length: inflight + 1 }, (_, k) => batch.subarray(0, k * frame.length))
+  const loops = new Map<Conn, { sent: Float64Array, head: number, tail: number, outstanding: number, counter: FrameCounter }>()
+  const loopOf = (conn: Conn) => {
+    let loop = loops.get(conn)
+    if (loop === undefined) {
+      loop = { sent: new Float64Array(inflight), head: 0, tail: 0, outstanding: 0, counter: new FrameCounter((op, p) => onShort(conn, op, p), dialect.shortLen) }
+      loops.set(conn, loop)
+    }
+    return loop
+  }
+  const send = (conn: Conn, k: number, t: number) => {
+    const loop = loopOf(conn)
+    for (let j = 0; j < k; j++) {
+      loop.sent[loop.tail] = t
+      loop.tail = loop.tail + 1 === inflight ? 0 : loop.tail + 1
+    }
+    loop.outstanding += k
+    conn.socket.write(slices[k]!)
+  }
+  return {
+    onData: (conn, chunk) => {
+      const loop = loopOf(conn)
+      let k = loop.counter.push(chunk)
+      if (k === 0) return
+      if (k > loop.outstanding) {
+        stats.unexpected += k - loop.outstanding
+        k = loop.outstanding
+      }
+      const t = now()
+      for (let j = 0; j < k; j++) {
+        if (measuring) hist.record(t - loop.sent[loop.head]!)
+        loop.head = loop.head + 1 === inflight ? 0 : loop.head + 1
+      }
+      loop.outstanding -= k
+      if (measuring) stats.done += k
+      if (!stopping && k > 0) send(conn, k, t)
+    },
+    begin: (conn) => send(conn, inflight, now())
+  }
+}
+
+interface Result {
+  event: 'result'
+  mode: string
+  seconds: number
+  messages: number
+  rate: number
+  p50_ms: number | null
+  p99_ms: number | null
+  unexpected: number
+  closed: number
+  gen_cpu_share: number
+  units: number
+}
+
+/** Warm up, measure for the duration, report. */
+async function window (extra: (r: Result) => object): Promise<void> {
+  await sleep(warmupMs)
+  hist.reset()
+  stats.done = 0
+  stats.received = 0
+  const cpu0 = process.cpuUsage()
+  const t0 = now()
+  measuring = true
+  emit({ event: 'measure' })
+  await sleep(durationMs)
+  measuring = false
+  const seconds = (now() - t0) / 1e9
+  const cpu = process.cpuUsage(cpu0)
+  stopping = true
+  const result: Result = {
+    event: 'result',
+    mode: opt.mode!,
+    seconds,
+    messages: stats.done,
+    rate: stats.done / seconds,
+    p50_ms: hist.percentileMs(0.5),
+    p99_ms: hist.percentileMs(0.99),
+    unexpected: stats.unexpected,
+    closed: stats.closed,
+    gen_cpu_share: (cpu.user + cpu.system) / 1e6 / seconds,
+    units: stats.done // what server CPU is divided by: messages, or deliveries
+  }
+  emit({ ...result, ...extra(result) })
+}
+
+async function runEcho (): Promise<Conn[]> {
+  const frame = encodeFrame(Buffer.from(text(size)), opt.binary ? 2 : 1)
+  const drive = driver(frame)
+  const conns = await openAll(Number(opt.conns), () => ports[0]!, false, drive.onData)
+  for (const conn of conns) drive.begin(conn)
+  await window(() => ({ connections: conns.length, inflight, size }))
+  return conns
+}
+
+async function runBroadcast (): Promise<Conn[]> {
+  const receivers = Number(opt.receivers)
+  // receivers only count what they get, once set up
+  const counters = new Map<Conn, FrameCounter>()
+  const count = (conn: Conn, chunk: Buffer) => {
+    let counter = counters.get(conn)
+    if (counter === undefined) {
+      counter = new FrameCounter((op, p) => onShort(conn, op, p), dialect.shortLen)
+      counters.set(conn, counter)
+    }
+    const k = counter.push(chunk)
+    if (measuring) stats.received += k
+  }
+  const roomOf = (i: number) => rooms === 1 ? room : `${room}-${1 + (i % rooms)}`
+  const conns = await openAll(receivers, (i) => ports[i % ports.length]!, true, count, roomOf)
+  // The publishers connect last, so a server that loops over its clients in connection order
+  // writes a publisher's copy last: its round trip then spans the whole broadcast.
+  const publishers: Conn[] = []
+  for (let k = 0; k < rooms; k++) {
+    const inRoom = roomOf(k)
+    const overhead = dialect.publish(inRoom, '').length
+    const drive = driver(encodeFrame(dialect.publish(inRoom, text(Math.max(1, size - overhead)))))
+    const [publisher] = await openAll(1, () => ports[0]!, true, drive.onData, () => inRoom)
+    publishers.push(publisher!)
+    drive.begin(publisher!)
+  }
+  // every member of a message's room, its publisher included, gets it
+  const members = receivers / rooms + 1
+  await window((r) => ({
+    receivers,
+    rooms,
+    inflight,
+    size,
+    units: r.messages * members,
+    rate: (r.messages * members) / r.seconds,
+    message_rate: r.rate,
+    counted_deliveries: stats.received + r.messages
+  }))
+  return [...conns, ...publishers]
+}
+
+async function runIdle (): Promise<Conn[]> {
+  const n = Number(opt.conns)
+  // idle clients still answer pings (and read whatever else comes), or the server would drop them
+  const counters = new Map<Conn, FrameCounter>()
+  const { conns, errors } = await openMany(n, concurrency, () => open(ports[0]!, false, (conn, chunk) => {
+    let counter = counters.get(conn)
+    if (counter === undefined) {
+      counter = new FrameCounter((op, p) => onShort(conn, op, p))
+      counters.set(conn, counter)
+    }
+    counter.push(chunk)
+  }))
+  emit({ event: 'open', open: conns.length, failed: errors.length, error: errors[0]?.message })
+  await sleep(Number(opt.hold) * 1000) // normally ended earlier by the parent closing stdin
+  stopping = true
+  return conns
+}
+
+const modes: Record<string, () => Promise<Conn[]>> = { echo: runEcho, broadcast: runBroadcast, idle: runIdle }
+if (!(opt.mode! in modes)) fail(`unknown --mode ${opt.mode}`)
+try {
+  const conns = await modes[opt.mode!]!()
+  for (const conn of conns) conn.socket.destroy()
+  process.exit(0)
+} catch (err) {
+  fail((err as Error).stack ?? String(err))
+}

@@ -1,0 +1,193 @@
+// `npm run soak`: echohub under connection churn for a bounded time (default 10 minutes). echohub
+// runs in this process (so it can force a GC before each reading), pinned to core 0; the clients
+// (soak-clients.ts) run pinned to core 1: steady clients check every reply on every endpoint while
+// churn opens and closes connections without pause. Every 10 s: RSS and heap after a forced GC,
+// active handles, the registry's connections, event-loop delay. At the end, a verdict:
+// no lost or wrong reply, the registry back to 0, RSS and heap within 10% of their level after
+// warm-up, and no growth trend. Exit code 0 when every check passed, 1 otherwise.
+import { spawnSync, type ChildProcess } from 'node:child_process'
+import http from 'node:http'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
+import { parseArgs } from 'node:util'
+import { pino } from 'pino'
+import { startEchohub } from '../dist/app/server.js'
+import { parseConfig } from '../dist/src/config.js'
+import { fmt, table } from './report.js'
+import { pinning, readJsonLines, startPinned, stopAll, waitExit, exited } from './servers.js'
+
+const { values: opt } = parseArgs({
+  options: {
+    minutes: { type: 'string', default: '10' },
+    warmup: { type: 'string' },
+    churn: { type: 'string', default: '16' },
+    help: { type: 'boolean', short: 'h', default: false }
+  }
+})
+if (opt.help) {
+  console.log(`usage: npm run soak -- [--minutes 10] [--warmup SECONDS] [--churn 16]
+  --minutes    how long the churn runs (default 10)
+  --warmup     seconds before the reference reading (default: 60, or a fifth of a shorter run)
+  --churn      concurrent churn loops (default 16)`)
+  process.exit(0)
+}
+const minutes = Number(opt.minutes)
+const runMs = minutes * 60_000
+const warmupMs = opt.warmup !== undefined ? Number(opt.warmup) * 1000 : Math.min(60_000, runMs / 5)
+if (!(minutes > 0) || !(warmupMs >= 0 && warmupMs < runMs)) {
+  console.error('soak: --minutes must be > 0 and --warmup shorter than the run')
+  process.exit(2)
+}
+const SAMPLE_MS = 10_000
+const gc = (globalThis as { gc?: () => void }).gc
+
+if (pinning.ok) spawnSync('taskset', ['-a', '-p', '-c', '0', String(process.pid)], { stdio: 'ignore' })
+
+const parsed = parseConfig(['--host', '127.0.0.1', '--echo-port', '0', '--debug-port', '0', '--chat-port', '0',
+  '--log-level', 'warn', '--max-connections-per-ip', '20000', '--rate-limit', '1000000', '--rate-burst', '1000000'])
+if (parsed.help) throw new Error('unreachable')
+const logger = pino({ level: 'warn' })
+const hub = await startEchohub(parsed.config, { logger })
+const port = (name: string) => hub.servers.find((s) => s.name === name)!.port
+
+function stats (): Promise<{ connections: { current: number } }> {
+  return new Promise((resolve, reject) => {
+    http.get({ host: '127.0.0.1', port: port('echo'), path: '/stats' }, (res) => {
+      let body = ''
+      res.setEncoding('utf8').on('data', (c: string) => { body += c }).on('end', () => {
+        try {
+          resolve(JSON.parse(body) as { connections: { current: number } })
+        } catch (err) {
+          reject(err instanceof Error ? err : new Error(String(err)))
+        }
+      })
+    }).on('error', reject)
+  })
+}
+
+interface Reading {
+  t: number
+  rss: number
+  heap: number
+  handles: number
+  registry: number
+  loopP99: number
+  loopMax: number
+  opened: number
+  checked: number
+  problems: number
+}
+
+interface ClientCounts { opened: number, checked: number, wrong: number, lost: number, churnErrors: number, byKind: Record<string, number>, problems?: string[] }
+
+const loop = monitorEventLoopDelay({ resolution: 10 })
+loop.enable()
+const readings: Reading[] = []
+let latest: ClientCounts = { opened: 0, checked: 0, wrong: 0, lost: 0, churnErrors: 0, byKind: {} }
+const t0 = Date.now()
+
+async function read (): Promise<Reading> {
+  gc?.()
+  const mem = process.memoryUsage()
+  const reading = {
+    t: (Date.now() - t0) / 1000,
+    rss: mem.rss,
+    heap: mem.heapUsed,
+    handles: process.getActiveResourcesInfo().length,
+    registry: (await stats()).connections.current,
+    loopP99: loop.percentile(99) / 1e6,
+    loopMax: loop.max / 1e6,
+    opened: latest.opened,
+    checked: latest.checked,
+    problems: latest.wrong + latest.lost
+  }
+  loop.reset()
+  return reading
+}
+
+const MB = 2 ** 20
+function line (r: Reading): string {
+  return `${fmt(r.t, 0).padStart(5)} s  rss ${fmt(r.rss / MB, 1)} MB  heap ${fmt(r.heap / MB, 1)} MB  handles ${r.handles}  ` +
+    `registry ${r.registry}  loop p99 ${fmt(r.loopP99, 1)} ms (max ${fmt(r.loopMax, 0)})  opened ${r.opened}  checked ${r.checked}  problems ${r.problems}`
+}
+
+console.log(`echohub soak: ${minutes} min of churn (${opt.churn} loops), warm-up ${warmupMs / 1000} s, a reading every ${SAMPLE_MS / 1000} s; ` +
+  `node ${process.version}; ${pinning.ok ? 'echohub on core 0, clients on core 1' : `NOT pinned (${pinning.why})`}` +
+  `${gc === undefined ? '; WARNING: no --expose-gc, readings are taken without a forced GC' : ''}`)
+console.log(`ports: echo ${port('echo')}, echo-debug ${port('echo-debug')}, chat ${port('chat')}`)
+
+const child: ChildProcess = startPinned(1, 'soak-clients.js', ['--echo-port', String(port('echo')), '--debug-port', String(port('echo-debug')),
+  '--chat-port', String(port('chat')), '--churn', String(opt.churn)], { stdio: ['pipe', 'pipe', 'inherit'] })
+const done = new Promise<ClientCounts | null>((resolve) => {
+  readJsonLines(child.stdout!, (msg) => {
+    if (msg.event === 'tick') latest = msg as unknown as ClientCounts
+    else if (msg.event === 'done') resolve(msg as unknown as ClientCounts)
+  })
+  child.on('exit', () => resolve(null))
+})
+
+let interrupted = false
+process.on('SIGINT', () => { interrupted = true })
+while (Date.now() - t0 < runMs && !interrupted && !exited(child)) {
+  await new Promise((resolve) => setTimeout(resolve, Math.min(SAMPLE_MS, runMs - (Date.now() - t0))))
+  const r = await read()
+  readings.push(r)
+  console.log(line(r))
+}
+
+// Stop the churn; the steady clients close properly and report.
+child.stdin!.end()
+const final = await Promise.race([done, new Promise<null>((resolve) => setTimeout(() => resolve(null), 60_000))])
+await waitExit(child, 5000)
+let registry = -1
+for (const deadline = Date.now() + 15_000; Date.now() < deadline;) {
+  registry = (await stats()).connections.current
+  if (registry === 0) break
+  await new Promise((resolve) => setTimeout(resolve, 200))
+}
+const after = await read()
+console.log(`after the clients left: ${line(after)}`)
+
+// The verdict.
+const warm = readings.find((r) => r.t * 1000 >= warmupMs) ?? readings[0]
+const steadyPart = readings.filter((r) => r.t * 1000 >= warmupMs)
+const last = readings.at(-1)
+/** Growth over the measured part by a least-squares line through the readings, as a share of the warm-up level. */
+function trend (key: 'rss' | 'heap'): number {
+  if (steadyPart.length < 3 || warm === undefined) return NaN
+  const n = steadyPart.length
+  const mt = steadyPart.reduce((a, r) => a + r.t, 0) / n
+  const mv = steadyPart.reduce((a, r) => a + r[key], 0) / n
+  const slope = steadyPart.reduce((a, r) => a + (r.t - mt) * (r[key] - mv), 0) / steadyPart.reduce((a, r) => a + (r.t - mt) ** 2, 0)
+  return slope * (steadyPart.at(-1)!.t - steadyPart[0]!.t) / warm[key]
+}
+const checks: Array<[string, boolean | null, string]> = []
+if (final === null) {
+  checks.push(['the clients finished and reported', false, 'no final report from the clients'])
+} else {
+  checks.push(['no lost or wrong reply', final.lost + final.wrong === 0,
+    `${final.checked} replies checked, ${final.lost} lost, ${final.wrong} wrong${final.problems?.length ? `; first: ${final.problems[0]}` : ''}`])
+}
+checks.push(['registry back to 0', registry === 0, `${registry} connections registered 15 s after the clients stopped`])
+for (const key of ['rss', 'heap'] as const) {
+  if (warm === undefined || last === undefined || last === warm) {
+    checks.push([`${key} within 10% of warm-up`, null, 'the run is too short to compare'])
+    continue
+  }
+  const growth = last[key] / warm[key] - 1
+  checks.push([`${key} within 10% of warm-up`, growth <= 0.10, `${fmt(warm[key] / MB, 1)} MB at ${fmt(warm.t, 0)} s, ${fmt(last[key] / MB, 1)} MB at ${fmt(last.t, 0)} s (${growth >= 0 ? '+' : ''}${fmt(100 * growth, 1)}%)`])
+  const tr = trend(key)
+  checks.push([`no ${key} growth trend`, Number.isFinite(tr) ? tr <= 0.05 : null,
+    Number.isFinite(tr) ? `fitted line over ${steadyPart.length} readings: ${tr >= 0 ? '+' : ''}${fmt(100 * tr, 1)}% across the run (limit +5%)` : 'too few readings'])
+}
+const opened = final?.opened ?? latest.opened
+console.log(`\n${minutes} min: ${opened} connections by the clients (${Object.entries((final ?? latest).byKind).map(([k, v]) => `${k}: ${v}`).join(', ')}; ` +
+  `${(final ?? latest).churnErrors} churn errors), ${(final ?? latest).checked} replies checked`)
+if (!gc) console.log('warning: run with node --expose-gc (npm run soak does) for readings after a forced GC')
+console.log(table([['check', 'verdict', 'detail'], ...checks.map(([name, pass, detail]) => [name, pass === null ? 'n/a' : pass ? 'ok' : 'FAILED', detail])]))
+const failed = checks.some(([, pass]) => pass === false)
+console.log(failed ? 'soak: FAILED' : 'soak: passed')
+
+loop.disable()
+await hub.close()
+await stopAll()
+process.exit(failed ? 1 : 0)

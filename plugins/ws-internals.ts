@@ -1,0 +1,74 @@
+// The four places echohub relies on how `ws` and @fastify/websocket work inside, beyond their
+// documented API. Kept together, each with a test in test/ws-internals.test.ts that fails when a
+// new version changes the behaviour relied on (both packages are pinned with `~` for that reason).
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { Socket } from 'node:net'
+import type { ServerOptions, WebSocket, WebSocketServer } from 'ws'
+
+/** The ServerResponse @fastify/websocket made for each upgrade that echohub's own @fastify/websocket handles. */
+const upgradeResponses = new WeakMap<IncomingMessage, ServerResponse>()
+
+/**
+ * Notes an upgrade whose @fastify/websocket echohub registered itself, so `releaseUpgrade` may
+ * later drop what the library keeps for it. Call from an `onRequest` hook of an echohub route.
+ */
+export function rememberUpgrade (request: FastifyRequest, reply: FastifyReply): void {
+  upgradeResponses.set(request.raw, reply.raw)
+}
+
+/**
+ * Lets go of what an open WebSocket does not need. @fastify/websocket keeps the upgrade's Fastify
+ * request and reply alive for as long as the connection lasts (its per-socket error listener closes
+ * over them, and the reply's ServerResponse stays attached to the TCP socket, holding Node's
+ * IncomingMessage): about 3 KB on every idle connection. Where echohub registered the library
+ * itself, that listener only reaches echohub's errorHandler, which has nothing to do for socket
+ * errors (ws has already closed the socket; the endpoint's own listener logs and counts them), so
+ * it is dropped and the response detached. An app that registered @fastify/websocket with its own
+ * errorHandler keeps it. Call in the handler before adding the endpoint's own `error` listener.
+ *
+ * Relies on: @fastify/websocket adds its `error` listener last, right before calling the handler,
+ * and the reply's ServerResponse is the one assigned to the upgrade's TCP socket.
+ */
+export function releaseUpgrade (socket: WebSocket, request: FastifyRequest): void {
+  const response = upgradeResponses.get(request.raw)
+  if (response === undefined) return
+  upgradeResponses.delete(request.raw)
+  const libraryListener = socket.listeners('error').at(-1)
+  if (libraryListener !== undefined) socket.removeListener('error', libraryListener as (err: Error) => void)
+  if (request.raw.socket !== undefined && request.raw.socket !== null) response.detachSocket(request.raw.socket)
+}
+
+/**
+ * The TCP socket under a WebSocket when pre-framed bytes may be written to it directly, else
+ * undefined. Without extensions (no permessage-deflate) ws's Sender writes each frame straight to
+ * that socket, in call order, so frames written past it keep their place among ws's own; and ws
+ * counts the socket's unsent bytes in `bufferedAmount`, so slow-consumer checks still see them.
+ * Never mix with `send` of a Blob (ws queues frames while it reads one).
+ */
+export function directSocket (socket: WebSocket, request: FastifyRequest): Socket | undefined {
+  const tcp = request.raw.socket
+  return tcp instanceof Socket && socket.extensions === '' ? tcp : undefined
+}
+
+/**
+ * Raises the largest message the WebSocket server accepts, after it was built (an endpoint
+ * registered later may allow larger messages than the first). ws reads `options.maxPayload` at
+ * each upgrade, so connections opened from then on get the new cap; open ones keep theirs.
+ */
+export function raiseMaxPayload (server: WebSocketServer, maxPayload: number): void {
+  const options = server.options
+  if (maxPayload > (options.maxPayload ?? 0)) options.maxPayload = maxPayload
+}
+
+export type HandleProtocols = NonNullable<ServerOptions['handleProtocols']>
+
+/**
+ * Replaces the subprotocol decision of a WebSocket server after it was built (the app registered
+ * @fastify/websocket before echohub): `make` gets the app's own `handleProtocols`, if any, and
+ * returns the one to use. ws reads `options.handleProtocols` at each upgrade, not once when the
+ * server is built, so upgrades from then on get the new one.
+ */
+export function replaceHandleProtocols (server: WebSocketServer, make: (current: HandleProtocols | undefined) => HandleProtocols): void {
+  server.options.handleProtocols = make(server.options.handleProtocols ?? undefined)
+}

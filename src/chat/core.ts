@@ -1,0 +1,683 @@
+// The chat core, framework-free: its clients, the lobby and rooms, the per-tick broadcast queue and
+// its flush, the token bucket, the slow-consumer drop, custom events, and the adapter that carries
+// messages and presence between instances. plugins/chat.ts only feeds it sockets and frames.
+import type { Connection, ConnectionRegistry } from '../registry.js'
+import type { ChatAdapter, ChatUser, Delivery, Member, PresenceEvent, StoredMessage } from './adapter.js'
+import {
+  chatCustomEventReply,
+  chatError,
+  chatHistory,
+  chatJoined,
+  chatLeft,
+  chatMessageParts,
+  chatPong,
+  chatPresence,
+  chatRefreshed,
+  chatWelcome,
+  customEventAck,
+  parseChatFrame,
+  unknownType,
+  userJson,
+  ROOM_NAME,
+  type ChatErrorCode,
+  type JsonObject,
+  type JsonValue
+} from '../chat-messages.js'
+import { TokenBucket } from '../rate-limit.js'
+import { textFrame } from '../frames.js'
+import { logsAt, preview } from '../format.js'
+import { publicUser, TOKEN_EXPIRED_CODE, TOKEN_EXPIRED_REASON, type User } from '../auth/user.js'
+import { roomAllowed } from '../auth/rooms.js'
+import { redactJwts } from '../access.js'
+import { authRefusal } from '../auth/identity.js'
+
+/** What the core needs of a WebSocket; `ws`'s WebSocket has it. */
+export interface ChatSocket {
+  readonly readyState: number
+  readonly bufferedAmount: number
+  send: (data: Buffer, options: { binary: boolean }) => void
+  close: (code?: number, reason?: string) => void
+  terminate: () => void
+}
+
+/** Where pre-framed bytes may be written straight through (the TCP socket under a plain WebSocket). */
+export interface DirectWriter {
+  write: (data: Buffer) => boolean
+}
+
+/** A pino-like logger: the core logs through the one of the request that opened each connection. */
+export interface ChatLogger {
+  info: (obj: object, msg: string) => void
+  warn: (obj: object, msg: string) => void
+  error: (obj: object, msg: string) => void
+  debug: (obj: object, msg: string) => void
+}
+
+/**
+ * Answers a `custom_event`. What it returns (or resolves to) becomes the reply's `payload`;
+ * `undefined` sends the default acknowledgement. A throw or rejection sends the sender an `error`
+ * `custom_event_failed`: with the error's message if it is a CustomEventError, else a generic one.
+ */
+export type ChatEventHandler<Context> = (payload: JsonObject, context: Context) =>
+  JsonValue | undefined | Promise<JsonValue | undefined>
+
+/** Throw it from a custom event handler to tell the client why its event was refused. */
+export class CustomEventError extends Error {
+  override name = 'CustomEventError'
+}
+
+/** A room name that is not one, or a room the adapter could not create. */
+export class PublishError extends Error {
+  readonly code: 'invalid_room' | 'room_limit' | 'invalid_message'
+  constructor (code: PublishError['code'], message: string) {
+    super(message)
+    this.code = code
+  }
+}
+
+export interface ChatSettings {
+  serverInfo: string
+  welcomeMessage: string
+  maxPayload: number
+  /** Messages per second per connection; 0: no limit. */
+  rateLimit: number
+  rateBurst: number
+  /** Unsent bytes past which a client is dropped; 0: no cap. */
+  maxBuffered: number
+  maxRoomsPerClient: number
+  historySize: number
+  maxRooms: number
+  roomTtl: number
+}
+
+export interface ChatCoreOptions<Context> {
+  settings: ChatSettings
+  registry: ConnectionRegistry
+  adapter: ChatAdapter
+  /** Logs what belongs to no client (the adapter's state). */
+  log: ChatLogger
+  handlers: ReadonlyMap<string, ChatEventHandler<Context>>
+  fallback: ChatEventHandler<Context>
+  /**
+   * Checks the token of a `refresh` frame (identity on); throws when it is not valid. Without it a
+   * `refresh` is an unknown type, as on a server without identity.
+   */
+  refresh?: (token: string) => Promise<User>
+}
+
+/** One room a client is in. `buffer` holds what arrived for it while its `joined` was being made. */
+interface Membership {
+  buffer: Array<{ seq: number | null, data: Buffer }> | undefined
+}
+
+/** One chat client: its socket, its registry entry and its rate limit state. */
+export interface ChatClient<Context> {
+  socket: ChatSocket
+  direct: DirectWriter | undefined
+  conn: Connection
+  log: ChatLogger
+  context: Context
+  /** Who the client is (identity on), as frames show it, and that serialized once. */
+  user: ChatUser | undefined
+  userJson: string | undefined
+  bucket: TokenBucket | undefined
+  /** Messages dropped by the rate limit since the last one let through. */
+  droppedInARow: number
+  /** The rooms it is in or joining. */
+  rooms: Map<string, Membership>
+  /** Frames that arrived while a room operation of this client was under way, in order. */
+  waiting: string[] | undefined
+  open: boolean
+}
+
+const OPEN = 1 // WebSocket.OPEN
+const TEXT = { binary: false } as const
+/** A `joined` or `history` reply carries at most this many bytes of messages. */
+export const REPLY_HISTORY_BYTES = 1024 * 1024
+/** Frames a client may send while one of its room operations is under way; past it they are refused. */
+const MAX_WAITING = 256
+
+/** Frames queued for one target (a room, or the lobby: `null`) in this turn of the event loop. */
+interface Pending {
+  messages: Array<{ seq: number | null, data: Buffer }>
+  bytes: number
+}
+
+export class ChatCore<Context = unknown> {
+  readonly settings: ChatSettings
+  readonly adapter: ChatAdapter
+  readonly clients = new Set<ChatClient<Context>>()
+  readonly registry: ConnectionRegistry
+  readonly #log: ChatLogger
+  readonly #handlers: ReadonlyMap<string, ChatEventHandler<Context>>
+  readonly #fallback: ChatEventHandler<Context>
+  readonly #refresh: ((token: string) => Promise<User>) | undefined
+  /** Local members of each room. */
+  readonly #rooms = new Map<string, Map<ChatClient<Context>, Membership>>()
+  // Broadcasts are queued and written out once per turn of the event loop: every message for one
+  // target that arrived in one read is framed once, joined into one buffer, and that same buffer is
+  // written to each recipient in a single write.
+  readonly #pending = new Map<string | null, Pending>()
+  /** A client still flooding after this many drops in a row is closed: it is not slowing down. */
+  readonly #floodAfter: number
+
+  constructor (options: ChatCoreOptions<Context>) {
+    this.settings = options.settings
+    this.adapter = options.adapter
+    this.registry = options.registry
+    this.#log = options.log
+    this.#handlers = options.handlers
+    this.#fallback = options.fallback
+    this.#refresh = options.refresh
+    this.#floodAfter = 2 * options.settings.rateBurst
+  }
+
+  /** Connects the adapter; rejects when its broker cannot be reached. */
+  async start (): Promise<void> {
+    const { historySize, maxRooms, roomTtl } = this.settings
+    await this.adapter.start({
+      onMessage: (delivery) => this.#received(delivery),
+      onPresence: (event) => this.#presence(event),
+      onStatus: (status) => {
+        if (status === 'down') this.#log.warn({ adapter: 'down' }, 'chat adapter lost its broker: local delivery only until it is back')
+        else this.#log.info({ adapter: 'up' }, 'chat adapter reconnected: cross-instance delivery resumed')
+      }
+    }, { historySize, maxRooms, roomTtl })
+  }
+
+  async close (): Promise<void> {
+    await this.adapter.close()
+  }
+
+  /** A new connection: welcomes it, then lets it take part. */
+  accept (socket: ChatSocket, direct: DirectWriter | undefined, conn: Connection, log: ChatLogger, context: Context): ChatClient<Context> {
+    const { rateLimit, rateBurst, welcomeMessage, serverInfo } = this.settings
+    const user = conn.user === undefined ? undefined : publicUser(conn.user)
+    const client: ChatClient<Context> = {
+      socket,
+      direct,
+      conn,
+      log,
+      context,
+      user,
+      userJson: user === undefined ? undefined : userJson(user),
+      bucket: rateLimit > 0 ? new TokenBucket(rateLimit, rateBurst) : undefined,
+      droppedInARow: 0,
+      rooms: new Map(),
+      waiting: undefined,
+      open: true
+    }
+    // Welcomed before it joins: a broadcast queued meanwhile must not reach it ahead of its welcome.
+    this.#reply(client, chatWelcome(conn.id, welcomeMessage, serverInfo, client.userJson))
+    this.clients.add(client)
+    this.#expireAt(client, conn.user?.expiresAt)
+    return client
+  }
+
+  /** The connection closed, however it closed: it leaves the lobby and every room. */
+  closed (client: ChatClient<Context>): void {
+    client.open = false
+    this.clients.delete(client)
+    for (const room of client.rooms.keys()) this.#leaveLocally(client, room)
+  }
+
+  /** One frame from a client. */
+  receive (client: ChatClient<Context>, data: Buffer, isBinary: boolean): void {
+    const { conn, socket, log } = client
+    const { maxPayload } = this.settings
+    conn.received(data.length)
+    if (socket.readyState !== OPEN) return
+    if (data.length > maxPayload) {
+      this.registry.hit('oversize')
+      log.warn({ client: conn.peer, max_payload: maxPayload }, 'message too big; connection closed with 1009')
+      socket.close(1009, `message larger than ${maxPayload} bytes`)
+      return
+    }
+    if (client.bucket !== undefined) {
+      if (!client.bucket.take()) {
+        this.#rateLimited(client)
+        return
+      }
+      client.droppedInARow = 0
+    }
+    if (isBinary) {
+      this.#refuse(client, 'binary_not_supported', 'Binary frames are not supported here: send JSON as a text frame.')
+      return
+    }
+    const text = data.toString()
+    // A `refresh` frame carries a token: it never reaches the logs.
+    if (logsAt(log, 'info')) log.info({ client: conn.peer, n: conn.messagesReceived, text: preview(redactJwts(text)) }, 'message received')
+    if (client.waiting !== undefined) {
+      if (client.waiting.length >= MAX_WAITING) {
+        this.#refuse(client, 'rate_limited', `Too many frames while a room operation is under way (at most ${MAX_WAITING}); this one was dropped.`)
+      } else {
+        client.waiting.push(text)
+      }
+      return
+    }
+    this.#handle(client, text)
+  }
+
+  /**
+   * Publishes a message from the server (`from: 0`) to a room, or to the lobby (`room` null), as
+   * `POST /publish` does. Throws a PublishError for a bad room name, a payload JSON cannot carry,
+   * or a room the adapter cannot create.
+   */
+  async publish (room: string | null, payload: JsonValue): Promise<{ id: number, seq: number | null }> {
+    if (room !== null && (typeof room !== 'string' || !ROOM_NAME.test(room))) {
+      throw new PublishError('invalid_room', '"room" must be 1 to 64 characters of A-Z a-z 0-9 _ . : -')
+    }
+    let payloadJson: string | undefined
+    try {
+      payloadJson = JSON.stringify(payload)
+    } catch {}
+    if (payloadJson === undefined) throw new PublishError('invalid_message', 'the payload must be a JSON value')
+    const result = await this.adapter.publish({ room, ...chatMessageParts(room, payloadJson, 0) })
+    if (result === 'room_limit') {
+      this.registry.hit('room_limit')
+      throw new PublishError('room_limit', `no room can be created: the server holds its maximum of ${this.settings.maxRooms} rooms`)
+    }
+    return { id: result.id, seq: result.seq }
+  }
+
+  #handle (client: ChatClient<Context>, text: string): void {
+    const parsed = parseChatFrame(text)
+    if (!parsed.ok) {
+      this.#refuse(client, parsed.code, parsed.message, parsed.room)
+      return
+    }
+    const frame = parsed.frame
+    switch (frame.type) {
+      case 'message':
+        this.#message(client, frame.room ?? null, frame.payload)
+        break
+      case 'custom_event':
+        this.#customEvent(client, frame.payload)
+        break
+      case 'ping':
+        this.#reply(client, chatPong())
+        break
+      case 'join':
+        this.#whileWaiting(client, this.#join(client, frame.room, frame.since))
+        break
+      case 'leave':
+        this.#leave(client, frame.room)
+        break
+      case 'history':
+        this.#whileWaiting(client, this.#history(client, frame.room, frame.limit, frame.since))
+        break
+      case 'refresh':
+        if (this.#refresh === undefined || client.user === undefined) {
+          const refusal = unknownType(frame.type)
+          this.#refuse(client, refusal.code, refusal.message)
+        } else {
+          this.#whileWaiting(client, this.#refreshToken(client, frame.token))
+        }
+        break
+    }
+  }
+
+  /** Ends the connection with 4401 when its credentials expire (`refresh` moves the deadline). */
+  #expireAt (client: ChatClient<Context>, at: number | undefined): void {
+    client.conn.expireAt(at, () => {
+      if (!client.open) return
+      this.registry.hit('token_expired')
+      client.log.info({ client: client.conn.peer, client_id: client.conn.id }, 'token expired; connection closed with 4401')
+      client.socket.close(TOKEN_EXPIRED_CODE, TOKEN_EXPIRED_REASON)
+    })
+  }
+
+  /** A new token for the same user extends the connection; anything else leaves the old deadline. */
+  async #refreshToken (client: ChatClient<Context>, token: string): Promise<void> {
+    let user: User
+    try {
+      user = await this.#refresh!(token)
+    } catch (err) {
+      this.#refuse(client, 'invalid_token', `The new token was refused (${authRefusal(err).message}); the connection still ends when the old one expires.`)
+      return
+    }
+    if (!client.open) return
+    if (user.id !== client.user!.id) {
+      this.#refuse(client, 'invalid_token', 'The new token is for another user; the connection still ends when the old one expires.')
+      return
+    }
+    this.#expireAt(client, user.expiresAt)
+    this.#reply(client, chatRefreshed(user.expiresAt === undefined ? null : Math.floor(user.expiresAt / 1000)))
+  }
+
+  /** Holds the client's later frames until `operation` has answered, so replies keep their order. */
+  #whileWaiting (client: ChatClient<Context>, operation: Promise<void>): void {
+    client.waiting = []
+    operation.catch((err: unknown) => {
+      client.log.error({ client: client.conn.peer, err }, 'room operation failed')
+      this.#refuse(client, 'unavailable', 'The room service failed to answer; try again.')
+    }).finally(() => {
+      const rest = client.waiting ?? []
+      client.waiting = undefined
+      while (rest.length > 0 && client.waiting === undefined && client.open) this.#handle(client, rest.shift()!)
+      // Another room operation began: what is left waits behind it, ahead of anything newer.
+      if (client.waiting !== undefined) (client.waiting as string[]).unshift(...rest)
+    })
+  }
+
+  #message (client: ChatClient<Context>, room: string | null, payload: JsonValue): void {
+    const membership = room === null ? undefined : client.rooms.get(room)
+    if (room !== null && membership === undefined) {
+      this.#refuse(client, 'not_in_room', `You are not in room "${room}": join it first.`, room)
+      return
+    }
+    let payloadJson: string
+    try {
+      payloadJson = JSON.stringify(payload)
+    } catch {
+      // JSON.parse accepts nesting deeper than JSON.stringify can write back.
+      this.#refuse(client, 'invalid_message', 'The payload is nested too deeply to be sent on.', room ?? undefined)
+      return
+    }
+    const { log, conn } = client
+    this.adapter.publish({ room, ...chatMessageParts(room, payloadJson, conn.id, client.userJson) }).then((result) => {
+      if (result === 'room_limit') {
+        this.registry.hit('room_limit')
+        this.#refuse(client, 'room_limit', `Room "${room}" no longer exists and no room can be created now.`, room ?? undefined)
+      } else if (logsAt(log, 'debug')) {
+        log.debug({ client: conn.peer, id: result.id, room, seq: result.seq }, 'message published')
+      }
+    }, (err: unknown) => {
+      log.error({ client: conn.peer, err, room }, 'message could not be published')
+      this.#refuse(client, 'unavailable', 'The message could not be sent on; try again.', room ?? undefined)
+    })
+  }
+
+  async #join (client: ChatClient<Context>, room: string, since: number | undefined): Promise<void> {
+    const member = memberOf(client)
+    let membership = client.rooms.get(room)
+    const already = membership !== undefined
+    if (membership === undefined) {
+      if (!roomAllowed(client.conn.user?.rooms, room)) {
+        this.registry.hit('forbidden')
+        this.#refuse(client, 'forbidden', `You are not allowed in room "${room}": your token does not list it.`, room)
+        return
+      }
+      if (client.rooms.size >= this.settings.maxRoomsPerClient) {
+        this.registry.hit('too_many_rooms')
+        this.#refuse(client, 'too_many_rooms', `You are in ${client.rooms.size} rooms, the most one connection may be in; leave one first.`, room)
+        return
+      }
+      // Member from now on, so nothing published from here on is missed; held back until `joined`.
+      membership = { buffer: [] }
+      client.rooms.set(room, membership)
+      this.#localRoom(room).set(client, membership)
+    }
+    try {
+      await this.#completeJoin(client, room, since, member, membership, already)
+    } catch (err) {
+      // A join that failed halfway (the adapter threw) leaves no membership behind holding messages back.
+      if (!already) {
+        this.#forget(client, room)
+        this.adapter.leave(room, member).catch(() => {})
+      }
+      throw err
+    }
+  }
+
+  async #completeJoin (client: ChatClient<Context>, room: string, since: number | undefined, member: Member, membership: Membership, already: boolean): Promise<void> {
+    const joined = await this.adapter.join(room, member)
+    if (!client.open) {
+      if (!already) await this.adapter.leave(room, member)
+      return
+    }
+    if (joined === 'room_limit') {
+      this.#forget(client, room)
+      this.registry.hit('room_limit')
+      this.#refuse(client, 'room_limit', `Room "${room}" cannot be created: the server holds its maximum of ${this.settings.maxRooms} rooms.`, room)
+      return
+    }
+    let seq = joined.seq
+    let recovered = true
+    let history: StoredMessage[] = []
+    let more = false
+    if (since !== undefined) {
+      const found = await this.adapter.history(room, { since, limit: Math.max(1, this.settings.historySize) })
+      seq = Math.max(seq, found.seq)
+      const first = found.messages[0]
+      recovered = since === seq || (since < seq && first !== undefined && first.seq === since + 1)
+      ;({ messages: history, more } = fitReply(found.messages))
+    }
+    if (!client.open) return
+    const last = history.at(-1)?.seq ?? (since === undefined ? seq : since)
+    seq = Math.max(seq, last)
+    this.#reply(client, chatJoined(room, joined.members.map((m) => m.clientId), seq, recovered, history.map((m) => m.frame), more, client.user === undefined ? undefined : usersOf(joined.members)))
+    // What arrived meanwhile follows, less what `joined` already held.
+    const buffered = membership.buffer
+    membership.buffer = undefined
+    if (buffered !== undefined) {
+      for (const entry of buffered) {
+        if (entry.seq === null || entry.seq > last) this.#send(client, entry.data)
+      }
+    }
+  }
+
+  #leave (client: ChatClient<Context>, room: string): void {
+    if (!client.rooms.has(room)) {
+      this.#refuse(client, 'not_in_room', `You are not in room "${room}".`, room)
+      return
+    }
+    this.#leaveLocally(client, room)
+    this.#reply(client, chatLeft(room))
+  }
+
+  /** Stops local delivery at once; the adapter tells every instance (presence `leave`). */
+  #leaveLocally (client: ChatClient<Context>, room: string): void {
+    this.#forget(client, room)
+    this.adapter.leave(room, memberOf(client)).catch((err: unknown) => {
+      this.#log.error({ err, room, client_id: client.conn.id }, 'leaving a room failed in the adapter')
+    })
+  }
+
+  #forget (client: ChatClient<Context>, room: string): void {
+    client.rooms.delete(room)
+    const members = this.#rooms.get(room)
+    if (members === undefined) return
+    members.delete(client)
+    if (members.size === 0) this.#rooms.delete(room)
+  }
+
+  async #history (client: ChatClient<Context>, room: string, limit: number, since: number | undefined): Promise<void> {
+    if (!client.rooms.has(room)) {
+      this.#refuse(client, 'not_in_room', `You are not in room "${room}": join it to read its history.`, room)
+      return
+    }
+    const found = await this.adapter.history(room, since === undefined ? { limit } : { since, limit })
+    const { messages, more } = fitReply(found.messages)
+    this.#reply(client, chatHistory(room, messages.map((m) => m.frame), more))
+  }
+
+  #customEvent (client: ChatClient<Context>, payload: JsonObject): void {
+    const { log } = client
+    if (!serializable(payload)) {
+      this.#refuse(client, 'invalid_message', 'The payload is nested too deeply to be answered.')
+      return
+    }
+    const action = payload.action
+    const handler = (typeof action === 'string' ? this.#handlers.get(action) : undefined) ?? this.#fallback
+    const failed = (err: unknown) => {
+      const known = err instanceof CustomEventError
+      log[known ? 'info' : 'error']({ client: client.conn.peer, action, err }, 'custom event handler failed')
+      this.#refuse(client, 'custom_event_failed', known ? err.message : 'The server could not handle this custom_event.')
+    }
+    const answer = (result: JsonValue | undefined) => {
+      let frame: string
+      try {
+        frame = chatCustomEventReply(result === undefined ? customEventAck(payload) : result)
+      } catch (err) {
+        failed(err)
+        return
+      }
+      this.#reply(client, frame)
+    }
+    let result: ReturnType<ChatEventHandler<Context>>
+    try {
+      result = handler(payload, client.context)
+    } catch (err) {
+      failed(err)
+      return
+    }
+    // A synchronous handler answers at once, so its reply keeps its place among the client's frames.
+    if (isPromiseLike(result)) result.then(answer, failed)
+    else answer(result)
+  }
+
+  /** The token bucket said no: drop the message with `rate_limited`, and close a client that keeps on. */
+  #rateLimited (client: ChatClient<Context>): void {
+    const { log } = client
+    const { rateLimit, rateBurst } = this.settings
+    client.droppedInARow++
+    this.registry.hit('rate_limited')
+    if (client.droppedInARow >= this.#floodAfter) {
+      this.registry.hit('rate_flood')
+      log.warn({ client: client.conn.peer, dropped: client.droppedInARow }, 'client keeps flooding past the rate limit; connection closed with 1008')
+      client.socket.close(1008, 'too many messages: over the rate limit')
+      return
+    }
+    log.warn({ client: client.conn.peer, rate_limit: rateLimit, rate_burst: rateBurst }, 'rate limit hit; message dropped')
+    this.#reply(client, chatError('rate_limited', `Too many messages: at most ${rateLimit} per second (bursts of ${rateBurst}). This one was dropped; slow down.`))
+  }
+
+  #refuse (client: ChatClient<Context>, code: ChatErrorCode, message: string, room?: string): void {
+    const { log } = client
+    if (logsAt(log, 'debug')) log.debug({ client: client.conn.peer, code, room }, 'bad input answered with an error')
+    this.#reply(client, chatError(code, message, room))
+  }
+
+  /** A reply to one client. It must not overtake broadcasts already queued for that client. */
+  #reply (client: ChatClient<Context>, frame: string): void {
+    if (this.#pending.size > 0) this.#flush()
+    this.#send(client, Buffer.from(frame))
+  }
+
+  #send (client: ChatClient<Context>, data: Buffer): void {
+    if (client.socket.readyState !== OPEN) return
+    client.socket.send(data, TEXT)
+    client.conn.sent(data.length)
+    this.#checkBuffered(client)
+  }
+
+  /** A message from the adapter, published here or on another instance. */
+  #received (delivery: Delivery): void {
+    if (delivery.room !== null && !this.#rooms.has(delivery.room)) return
+    const data = Buffer.from(delivery.frame)
+    let pending = this.#pending.get(delivery.room)
+    if (pending === undefined) {
+      if (this.#pending.size === 0) setImmediate(() => this.#flush())
+      pending = { messages: [], bytes: 0 }
+      this.#pending.set(delivery.room, pending)
+    }
+    pending.messages.push({ seq: delivery.seq, data })
+    pending.bytes += data.length
+  }
+
+  #presence (event: PresenceEvent): void {
+    const members = this.#rooms.get(event.room)
+    if (members === undefined) return
+    const data = Buffer.from(chatPresence(event.room, event.event, event.member.clientId, event.count, event.member.user))
+    if (this.#pending.size > 0) this.#flush()
+    for (const [client, membership] of members) {
+      if (client.conn.id === event.member.clientId) continue
+      if (membership.buffer !== undefined) membership.buffer.push({ seq: null, data })
+      else this.#send(client, data)
+    }
+  }
+
+  #flush (): void {
+    if (this.#pending.size === 0) return
+    const targets = [...this.#pending]
+    this.#pending.clear()
+    for (const [room, { messages, bytes }] of targets) {
+      const recipients = room === null ? undefined : this.#rooms.get(room)
+      if (room !== null && recipients === undefined) continue
+      const framed = messages.length === 1 ? textFrame(messages[0]!.data) : Buffer.concat(messages.map((m) => textFrame(m.data)))
+      if (recipients === undefined) {
+        for (const client of this.clients) this.#write(client, framed, messages, bytes)
+      } else {
+        for (const [client, membership] of recipients) {
+          if (membership.buffer !== undefined) membership.buffer.push(...messages)
+          else this.#write(client, framed, messages, bytes)
+        }
+      }
+    }
+  }
+
+  /** One client's share of a flush: the pre-framed bytes in one write where it can take them. */
+  #write (client: ChatClient<Context>, framed: Buffer, messages: ReadonlyArray<{ data: Buffer }>, bytes: number): void {
+    if (client.socket.readyState !== OPEN) return
+    if (client.direct !== undefined) {
+      client.direct.write(framed)
+      client.conn.sent(bytes, messages.length)
+    } else {
+      for (const { data } of messages) {
+        client.socket.send(data, TEXT)
+        client.conn.sent(data.length)
+      }
+    }
+    this.#checkBuffered(client)
+  }
+
+  #checkBuffered (client: ChatClient<Context>): void {
+    const { maxBuffered } = this.settings
+    if (maxBuffered > 0 && client.socket.bufferedAmount > maxBuffered) this.#dropSlowConsumer(client)
+  }
+
+  #dropSlowConsumer (client: ChatClient<Context>): void {
+    if (!client.open) return
+    this.closed(client)
+    this.registry.hit('slow_consumer')
+    client.log.warn({ client: client.conn.peer, buffered: client.socket.bufferedAmount, max_buffered: this.settings.maxBuffered }, 'slow consumer: unsent bytes over the cap; connection dropped')
+    // A close frame would wait behind the unread bytes; cut the connection so its memory is freed now.
+    client.socket.terminate()
+  }
+
+  #localRoom (room: string): Map<ChatClient<Context>, Membership> {
+    let members = this.#rooms.get(room)
+    if (members === undefined) {
+      members = new Map()
+      this.#rooms.set(room, members)
+    }
+    return members
+  }
+}
+
+/** A client as room membership records it: its user travels with it, so every instance can show it. */
+function memberOf (client: ChatClient<unknown>): Member {
+  return client.user === undefined ? { clientId: client.conn.id } : { clientId: client.conn.id, user: client.user }
+}
+
+/** `joined`'s `users`: each member's user by `client_id` (as a string); members without one are left out. */
+function usersOf (members: readonly Member[]): Record<string, ChatUser> {
+  const users: Record<string, ChatUser> = {}
+  for (const m of members) if (m.user !== undefined) users[String(m.clientId)] = m.user
+  return users
+}
+
+/** The oldest messages whose frames fit in one reply; `more` when some were left out. */
+function fitReply (messages: StoredMessage[]): { messages: StoredMessage[], more: boolean } {
+  let bytes = 0
+  for (let i = 0; i < messages.length; i++) {
+    bytes += Buffer.byteLength(messages[i]!.frame) + 1
+    if (bytes > REPLY_HISTORY_BYTES) return { messages: messages.slice(0, i), more: true }
+  }
+  return { messages, more: false }
+}
+
+/** JSON.parse accepts nesting deeper than JSON.stringify can write back; such a payload cannot be answered. */
+function serializable (value: JsonValue): boolean {
+  try {
+    JSON.stringify(value)
+    return true
+  } catch {
+    return false
+  }
+}
+
+function isPromiseLike<T> (value: T | PromiseLike<T>): value is PromiseLike<T> {
+  return typeof (value as { then?: unknown } | null)?.then === 'function'
+}

@@ -1,0 +1,624 @@
+// The chat adapter for many instances on one Redis: messages are numbered, stored and published
+// by one Lua script each (src/chat/redis-scripts.ts has the key layout), presence lives in Redis
+// with a heartbeat per instance, and a lost Redis degrades to local delivery until it is back.
+import { Redis } from 'ioredis'
+import { InvalidOptionError } from '../errors.js'
+import { DEFAULT_REDIS_PREFIX } from '../limits.js'
+import { assembleMessage } from '../chat-messages.js'
+import type {
+  AdapterLimits,
+  AdapterListener,
+  AdapterRefusal,
+  AdapterStatus,
+  ChatAdapter,
+  ChatUser,
+  Delivery,
+  HistoryQuery,
+  HistoryResult,
+  JoinResult,
+  Member,
+  Outgoing,
+  RoomInfo,
+  StoredMessage
+} from './adapter.js'
+import { FLOOR, HISTORY, JOIN, LEAVE, LOBBY, PUBLISH, ROOMS, SWEEP, type Script } from './redis-scripts.js'
+
+/** Where the adapter writes what it has to say: pino, fastify's logger and console all fit. */
+export interface AdapterLogger {
+  warn: (message: string) => void
+  info: (message: string) => void
+}
+
+export interface RedisAdapterOptions {
+  /** Prefix of every key and channel (default `echohub:`); instances share a chat when they share Redis and prefix. */
+  prefix?: string
+  /** Outages and recoveries are logged here, once each. */
+  logger?: AdapterLogger
+  /** An instance whose heartbeat is older than this (ms, default 10000) is dead: the others remove its members. */
+  heartbeatTtl?: number
+}
+
+/** `client_id`s of instance n are n * CLIENT_ID_SPAN + the process's own connection number. */
+export const CLIENT_ID_SPAN = 1e9
+export { DEFAULT_REDIS_PREFIX }
+export const DEFAULT_HEARTBEAT_TTL = 10000
+const PLUGIN = 'RedisAdapter'
+/** Reconnect backoff: doubling from 100 ms, at most this, with jitter. */
+const MAX_BACKOFF = 2000
+const CONNECT_TIMEOUT = 5000
+/** A `since` this large is past any real seq; keeps the stream ID exact. */
+const SINCE_CAP = 9e15
+
+/** This instance's view of one room it has members in (or a join under way). */
+interface LocalRoom {
+  name: string
+  keys: RoomKeys
+  /** This instance's members, in join order. */
+  members: Map<number, Member>
+  /** Joins under way: the room is kept (and subscribed) while any is. */
+  pending: number
+  /** Settles once this instance receives the room's channel. */
+  subscribed: Promise<void> | undefined
+  /** The highest seq seen, to number local deliveries' rooms after an outage. */
+  lastSeq: number
+}
+
+interface RoomKeys {
+  state: string
+  members: string
+  history: string
+  channel: string
+}
+
+type Scalar = string | number
+
+/** `redis://user:secret@host` shown without its password. */
+export function redactUrl (url: string): string {
+  try {
+    const u = new URL(url)
+    if (u.password !== '') u.password = '***'
+    return u.toString().replace(/\/$/, '')
+  } catch {
+    return url
+  }
+}
+
+function isReplyError (err: unknown): boolean {
+  return err instanceof Error && err.name === 'ReplyError'
+}
+
+function pendingKey (room: string, clientId: number): string {
+  return room + '\n' + String(clientId)
+}
+
+function encodeUser (user: ChatUser | undefined): string {
+  return user === undefined ? '' : JSON.stringify(user)
+}
+
+function member (clientId: number, user: string): Member {
+  return user === '' ? { clientId } : { clientId, user: JSON.parse(user) as ChatUser }
+}
+
+export class RedisAdapter implements ChatAdapter {
+  readonly prefix: string
+  /** The Redis URL as logs may show it (no password). */
+  readonly url: string
+  #template: Redis | string
+  #logger: AdapterLogger | undefined
+  #heartbeatTtl: number
+  #cmd: Redis | undefined
+  #sub: Redis | undefined
+  #listener: AdapterListener | undefined
+  #limits: AdapterLimits = { historySize: 0, maxRooms: 0, roomTtl: 0 }
+  #instance = 0
+  #status: AdapterStatus = 'up'
+  #started = false
+  #closing = false
+  #outages = 0
+  #downSince = 0
+  #recovering = false
+  #recoverAgain = false
+  #lastId = 0
+  #rooms = new Map<string, LocalRoom>()
+  /** Channel -> room name (`null`: the lobby). */
+  #channels = new Map<string, string | null>()
+  /** Leaves made while Redis was unreachable, sent once it is back; by room and client, so a flood of joins and leaves stays bounded. */
+  #pendingLeaves = new Map<string, { room: string, clientId: number }>()
+  #timer: NodeJS.Timeout | undefined
+  #ticking = false
+  #keys: { id: string, rooms: string, instances: string, counter: string, lobby: string, heartbeat: string }
+
+  /** `target`: a Redis URL (`redis://host:6379`) or an ioredis client whose connection options are copied. */
+  constructor (target: string | Redis, options: RedisAdapterOptions = {}) {
+    if (typeof target === 'string') {
+      let url: URL | undefined
+      try {
+        url = new URL(target)
+      } catch {}
+      if (url === undefined || (url.protocol !== 'redis:' && url.protocol !== 'rediss:')) {
+        throw new InvalidOptionError(PLUGIN, 'url', `must be a URL like redis://127.0.0.1:6379, got ${JSON.stringify(target)}`)
+      }
+      this.url = redactUrl(target)
+    } else if (target instanceof Redis) {
+      this.url = `redis://${target.options.host ?? '127.0.0.1'}:${target.options.port ?? 6379}`
+    } else {
+      throw new InvalidOptionError(PLUGIN, 'target', 'must be a Redis URL or an ioredis client')
+    }
+    const prefix = options.prefix ?? DEFAULT_REDIS_PREFIX
+    if (typeof prefix !== 'string' || prefix === '' || /[{}]/.test(prefix)) {
+      throw new InvalidOptionError(PLUGIN, 'prefix', `must be a non-empty string without braces, got ${JSON.stringify(prefix)}`)
+    }
+    const ttl = options.heartbeatTtl ?? DEFAULT_HEARTBEAT_TTL
+    if (!Number.isInteger(ttl) || ttl < 100) throw new InvalidOptionError(PLUGIN, 'heartbeatTtl', `must be an integer of at least 100 (ms), got ${String(ttl)}`)
+    this.prefix = prefix
+    this.#template = target
+    this.#logger = options.logger
+    this.#heartbeatTtl = ttl
+    this.#keys = {
+      id: prefix + 'id',
+      rooms: prefix + 'rooms',
+      instances: prefix + 'instances',
+      counter: prefix + 'instance-counter',
+      lobby: prefix + 'lobby',
+      heartbeat: ''
+    }
+  }
+
+  get clientIdBase (): number {
+    return this.#instance * CLIENT_ID_SPAN
+  }
+
+  get status (): AdapterStatus {
+    return this.#status
+  }
+
+  /** How many times Redis was lost since start. */
+  get outages (): number {
+    return this.#outages
+  }
+
+  async start (listener: AdapterListener, limits: AdapterLimits): Promise<void> {
+    if (this.#started || this.#cmd !== undefined) throw new Error('RedisAdapter: start was called twice')
+    this.#limits = { ...limits }
+    const cmd = this.#connection()
+    const sub = this.#connection()
+    this.#cmd = cmd
+    this.#sub = sub
+    let lastError: Error | undefined
+    const remember = (err: Error): void => { lastError = err }
+    cmd.on('error', remember)
+    sub.on('error', remember)
+    let tooOld: string | undefined
+    try {
+      await Promise.all([cmd.connect(), sub.connect()])
+      const version = /redis_version:(\d+)\.(\d+)/.exec(await cmd.info('server'))
+      // Streams (5.0) and SET ... GET (6.2) are used.
+      if (version !== null && Number(version[1]) * 100 + Number(version[2]) < 602) {
+        tooOld = `Redis at ${this.url} is version ${version[1]}.${version[2]}; echohub needs Redis 6.2 or newer`
+        throw new Error(tooOld)
+      }
+      this.#instance = await cmd.incr(this.#keys.counter)
+      this.#keys.heartbeat = `${this.prefix}instance:${this.#instance}`
+      await cmd.set(this.#keys.heartbeat, '1', 'PX', this.#heartbeatTtl)
+      await cmd.sadd(this.#keys.instances, String(this.#instance))
+      this.#channels.set(this.#keys.lobby, null)
+      sub.on('message', this.#onChannel)
+      await sub.subscribe(this.#keys.lobby)
+    } catch (err) {
+      cmd.disconnect()
+      sub.disconnect()
+      this.#cmd = undefined
+      this.#sub = undefined
+      if (tooOld !== undefined) throw new Error(tooOld)
+      // A Redis that answered with an error (a password it refused, say) is not an unreachable one.
+      const refusal = isReplyError(lastError) ? lastError : isReplyError(err) ? err as Error : undefined
+      if (refusal !== undefined) throw new Error(`Redis at ${this.url} refused echohub (${refusal.message})`, { cause: err })
+      const why = lastError?.message ?? (err as Error).message
+      throw new Error(`Redis at ${this.url} is unreachable (${why})`, { cause: err })
+    }
+    cmd.off('error', remember)
+    sub.off('error', remember)
+    // Errors come with a close, which marks the outage; ioredis wants a listener regardless.
+    cmd.on('error', () => {})
+    sub.on('error', () => {})
+    cmd.on('close', this.#down)
+    sub.on('close', this.#down)
+    cmd.on('ready', this.#ready)
+    sub.on('ready', this.#ready)
+    this.#listener = listener
+    this.#started = true
+    this.#timer = setInterval(() => { void this.#tick() }, Math.max(50, Math.floor(this.#heartbeatTtl / 4)))
+    this.#timer.unref()
+    void this.#tick()
+  }
+
+  /** A connection that fails fast: nothing is queued while Redis is away, since the chat goes on locally meanwhile. */
+  #connection (): Redis {
+    const options = {
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      autoResubscribe: false,
+      autoResendUnfulfilledCommands: false,
+      enableAutoPipelining: true,
+      connectTimeout: CONNECT_TIMEOUT,
+      // At start a Redis that cannot be reached fails the start; once running, retry with backoff.
+      retryStrategy: (attempt: number): number | null => {
+        if (!this.#started || this.#closing) return null
+        return Math.round(Math.min(MAX_BACKOFF, 100 * 2 ** Math.min(attempt, 10)) * (0.5 + Math.random() / 2))
+      }
+    }
+    const template = this.#template
+    return typeof template === 'string' ? new Redis(template, options) : template.duplicate(options)
+  }
+
+  #roomKeys (room: string): RoomKeys {
+    const base = `${this.prefix}{${room}}:`
+    return { state: base + 'state', members: base + 'members', history: base + 'history', channel: base + 'channel' }
+  }
+
+  async #eval (script: Script, keys: string[], args: Scalar[]): Promise<unknown> {
+    const cmd = this.#cmd
+    if (cmd === undefined) throw new Error('RedisAdapter: not started')
+    try {
+      return await cmd.evalsha(script.sha, keys.length, ...keys, ...args)
+    } catch (err) {
+      // A Redis that restarted has forgotten the script: send it whole once.
+      if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err
+      return await cmd.eval(script.lua, keys.length, ...keys, ...args)
+    }
+  }
+
+  /** A failed command: a lost connection turns the adapter `down`; a Redis error is a real error. */
+  #lost (err: unknown): void {
+    if (isReplyError(err)) throw err
+    this.#down()
+  }
+
+  async publish (message: Outgoing): Promise<Delivery | AdapterRefusal> {
+    const listener = this.#listener
+    if (listener === undefined) throw new Error('RedisAdapter: not started')
+    if (this.#status === 'up') {
+      try {
+        if (message.room === null) {
+          const id = await this.#eval(LOBBY, [this.#keys.id], [message.head, message.tail, this.#keys.lobby]) as number
+          if (id > this.#lastId) this.#lastId = id
+          return { room: null, id, seq: null, frame: assembleMessage(message.head, message.tail, id, null, null) }
+        }
+        const keys = this.#roomKeys(message.room)
+        const l = this.#limits
+        const result = await this.#eval(PUBLISH, [this.#keys.id, this.#keys.rooms, keys.state, keys.members, keys.history],
+          [message.room, message.head, message.tail, l.historySize, l.maxRooms, l.roomTtl, keys.channel]) as [number, number] | 0
+        if (result === 0) return 'room_limit'
+        const [id, seq] = result
+        // Known now, though the delivery may still be on its way: an outage right after must not number below it.
+        if (id > this.#lastId) this.#lastId = id
+        const local = this.#rooms.get(message.room)
+        if (local !== undefined && seq > local.lastSeq) local.lastSeq = seq
+        return { room: message.room, id, seq, frame: assembleMessage(message.head, message.tail, id, message.room, seq) }
+      } catch (err) {
+        this.#lost(err)
+      }
+    }
+    // Redis is away: this instance's clients still get it, unnumbered in the room and not stored.
+    const id = ++this.#lastId
+    const delivery: Delivery = { room: message.room, id, seq: null, frame: assembleMessage(message.head, message.tail, id, message.room, null) }
+    listener.onMessage(delivery)
+    return delivery
+  }
+
+  async join (room: string, who: Member): Promise<JoinResult | AdapterRefusal> {
+    const listener = this.#listener
+    if (listener === undefined) throw new Error('RedisAdapter: not started')
+    let local = this.#rooms.get(room)
+    if (local === undefined) {
+      const keys = this.#roomKeys(room)
+      local = { name: room, keys, members: new Map(), pending: 0, subscribed: undefined, lastSeq: 0 }
+      this.#rooms.set(room, local)
+      this.#channels.set(keys.channel, room)
+    }
+    local.pending++
+    try {
+      if (this.#status === 'up') {
+        try {
+          await this.#subscribe(local)
+          const result = await this.#joinScript(local, who)
+          if (result === 0) return 'room_limit'
+          const [seq, added, count, flat] = result
+          local.members.set(who.clientId, who)
+          if (seq > local.lastSeq) local.lastSeq = seq
+          // Own members' presence is delivered here, not from the channel (which is ignored for them).
+          if (added === 1) listener.onPresence({ room, event: 'join', member: who, count })
+          return { members: this.#members(flat), seq }
+        } catch (err) {
+          this.#lost(err)
+        }
+      }
+      const known = local.members.has(who.clientId)
+      local.members.set(who.clientId, who)
+      // Back in before Redis heard it left: nothing to tell Redis about either.
+      this.#pendingLeaves.delete(pendingKey(room, who.clientId))
+      if (!known) listener.onPresence({ room, event: 'join', member: who, count: local.members.size })
+      return { members: [...local.members.values()], seq: local.lastSeq }
+    } finally {
+      local.pending--
+      this.#release(local)
+    }
+  }
+
+  async leave (room: string, who: Member): Promise<void> {
+    const listener = this.#listener
+    // Clients still closing after close(): close() has taken them out of their rooms already.
+    if (this.#closing) return
+    if (listener === undefined) throw new Error('RedisAdapter: not started')
+    const local = this.#rooms.get(room)
+    const known = local?.members.delete(who.clientId) ?? false
+    try {
+      if (this.#status === 'up') {
+        try {
+          const keys = local?.keys ?? this.#roomKeys(room)
+          const count = await this.#eval(LEAVE, [this.#keys.rooms, keys.state, keys.members, keys.history],
+            [room, who.clientId, this.#limits.roomTtl, keys.channel]) as number
+          if (count >= 0) listener.onPresence({ room, event: 'leave', member: who, count })
+          return
+        } catch (err) {
+          this.#lost(err)
+        }
+      }
+      if (!known || local === undefined) return
+      this.#pendingLeaves.set(pendingKey(room, who.clientId), { room, clientId: who.clientId })
+      listener.onPresence({ room, event: 'leave', member: who, count: local.members.size })
+    } finally {
+      if (local !== undefined) this.#release(local)
+    }
+  }
+
+  async history (room: string, query: HistoryQuery): Promise<HistoryResult> {
+    if (this.#status === 'up') {
+      const keys = this.#roomKeys(room)
+      const from = query.since === undefined ? '' : String(Math.min(Math.max(query.since, 0), SINCE_CAP) + 1)
+      try {
+        const [seq, entries] = await this.#eval(HISTORY, [keys.state, keys.history], [from, query.limit]) as [number, Array<[string, string[]]>]
+        const messages: StoredMessage[] = entries.map(([id, fields]) => ({ seq: parseInt(id, 10), frame: fields[1]! }))
+        if (query.since === undefined) messages.reverse()
+        return { messages, seq }
+      } catch (err) {
+        this.#lost(err)
+      }
+    }
+    // Redis is away: nothing stored can be read. The seq this instance saw lets a resume say
+    // `recovered: false` when messages may be missing.
+    return { messages: [], seq: this.#rooms.get(room)?.lastSeq ?? 0 }
+  }
+
+  async rooms (): Promise<RoomInfo[]> {
+    if (this.#status === 'up') {
+      try {
+        const flat = await this.#eval(ROOMS, [this.#keys.rooms], [this.prefix]) as Array<string | number>
+        const out: RoomInfo[] = []
+        for (let i = 0; i < flat.length; i += 3) out.push({ room: String(flat[i]), members: Number(flat[i + 1]), seq: Number(flat[i + 2]) })
+        return out
+      } catch (err) {
+        this.#lost(err)
+      }
+    }
+    // Redis is away: what this instance knows.
+    return [...this.#rooms.values()].filter((r) => r.members.size > 0).map((r) => ({ room: r.name, members: r.members.size, seq: r.lastSeq }))
+  }
+
+  async close (): Promise<void> {
+    if (this.#closing) return
+    this.#closing = true
+    this.#listener = undefined
+    if (this.#timer !== undefined) clearInterval(this.#timer)
+    const cmd = this.#cmd
+    const sub = this.#sub
+    if (cmd === undefined || sub === undefined) return
+    if (this.#status === 'up') {
+      // The other instances' members see this instance's clients leave now, not after the heartbeat lapses.
+      const leaves: Array<Promise<unknown>> = []
+      for (const local of this.#rooms.values()) {
+        for (const clientId of local.members.keys()) {
+          leaves.push(this.#eval(LEAVE, [this.#keys.rooms, local.keys.state, local.keys.members, local.keys.history],
+            [local.name, clientId, this.#limits.roomTtl, local.keys.channel]))
+        }
+      }
+      try {
+        await Promise.all(leaves)
+        await cmd.srem(this.#keys.instances, String(this.#instance))
+        await cmd.del(this.#keys.heartbeat)
+      } catch {}
+    }
+    this.#rooms.clear()
+    await Promise.all([cmd, sub].map(async (c) => {
+      try {
+        await c.quit()
+      } catch {}
+      c.disconnect()
+    }))
+  }
+
+  // --- internals -------------------------------------------------------------------------------
+
+  async #subscribe (local: LocalRoom): Promise<void> {
+    if (local.subscribed === undefined) {
+      const sub = this.#sub!
+      const subscribed = sub.subscribe(local.keys.channel).then(() => {})
+      local.subscribed = subscribed
+      subscribed.catch(() => {
+        if (local.subscribed === subscribed) local.subscribed = undefined
+      })
+    }
+    await local.subscribed
+  }
+
+  #joinScript (local: LocalRoom, who: Member): Promise<[number, number, number, string[]] | 0> {
+    const k = local.keys
+    return this.#eval(JOIN, [this.#keys.rooms, k.state, k.members, k.history],
+      [local.name, who.clientId, this.#instance, encodeUser(who.user), this.#limits.maxRooms, k.channel, local.lastSeq]) as Promise<[number, number, number, string[]] | 0>
+  }
+
+  /** Members from the members hash, in join order. */
+  #members (flat: string[]): Member[] {
+    const rows: Array<{ order: number, member: Member }> = []
+    for (let i = 0; i < flat.length; i += 2) {
+      const value = flat[i + 1]!
+      const a = value.indexOf(',')
+      const b = value.indexOf(',', a + 1)
+      rows.push({ order: Number(value.slice(0, a)), member: member(Number(flat[i]), value.slice(b + 1)) })
+    }
+    rows.sort((x, y) => x.order - y.order)
+    return rows.map((r) => r.member)
+  }
+
+  /** Forgets a room this instance no longer has members in, and stops receiving it. */
+  #release (local: LocalRoom): void {
+    if (local.members.size > 0 || local.pending > 0 || this.#rooms.get(local.name) !== local) return
+    this.#rooms.delete(local.name)
+    this.#channels.delete(local.keys.channel)
+    if (local.subscribed !== undefined && this.#status === 'up' && !this.#closing) {
+      this.#sub!.unsubscribe(local.keys.channel).catch(() => {})
+    }
+  }
+
+  /** True for a `client_id` of this instance's own clients. */
+  #own (clientId: number): boolean {
+    return Math.floor(clientId / CLIENT_ID_SPAN) === this.#instance
+  }
+
+  #onChannel = (channel: string, text: string): void => {
+    const listener = this.#listener
+    if (listener === undefined) return
+    const room = this.#channels.get(channel)
+    if (room === undefined) return
+    const a = text.indexOf(',')
+    const b = text.indexOf(',', a + 1)
+    if (text.charCodeAt(0) === 109) { // m<id>,<seq>,<frame>
+      const id = Number(text.slice(1, a))
+      if (id > this.#lastId) this.#lastId = id
+      let seq: number | null = null
+      if (b > a + 1) {
+        seq = Number(text.slice(a + 1, b))
+        const local = room === null ? undefined : this.#rooms.get(room)
+        if (local !== undefined && seq > local.lastSeq) local.lastSeq = seq
+      }
+      listener.onMessage({ room, id, seq, frame: text.slice(b + 1) })
+      return
+    }
+    // p<j|l>,<client_id>,<count>,<user>
+    if (room === null) return
+    const clientId = Number(text.slice(a + 1, b))
+    if (this.#own(clientId)) return
+    const c = text.indexOf(',', b + 1)
+    listener.onPresence({
+      room,
+      event: text.charCodeAt(1) === 106 ? 'join' : 'leave',
+      member: member(clientId, text.slice(c + 1)),
+      count: Number(text.slice(b + 1, c))
+    })
+  }
+
+  #down = (): void => {
+    if (!this.#started || this.#closing || this.#status === 'down') return
+    this.#status = 'down'
+    this.#outages++
+    this.#downSince = Date.now()
+    for (const local of this.#rooms.values()) local.subscribed = undefined
+    this.#logger?.warn(`Redis at ${this.url} was lost (outage ${this.#outages}): chat goes on locally, unstored, and reconnects by itself`)
+    this.#listener?.onStatus?.('down')
+  }
+
+  #ready = (): void => {
+    if (this.#cmd?.status !== 'ready' || this.#sub?.status !== 'ready') return
+    void this.#recover()
+  }
+
+  /** Both connections are back: register again, replay the leaves, resubscribe, rejoin, then `up`. */
+  async #recover (): Promise<void> {
+    if (this.#recovering) {
+      this.#recoverAgain = true
+      return
+    }
+    this.#recovering = true
+    try {
+      do {
+        this.#recoverAgain = false
+        if (this.#status === 'up' || this.#closing) return
+        try {
+          await this.#reregister()
+          this.#status = 'up'
+          this.#logger?.info(`Redis at ${this.url} is back after ${((Date.now() - this.#downSince) / 1000).toFixed(1)} s: cross-instance delivery resumed`)
+          this.#listener?.onStatus?.('up')
+          return
+        } catch (err) {
+          if (isReplyError(err)) this.#logger?.warn(`Redis at ${this.url}: could not resume (${(err as Error).message}); trying again on the next reconnect`)
+        }
+      } while (this.#recoverAgain && this.#cmd?.status === 'ready' && this.#sub?.status === 'ready')
+    } finally {
+      this.#recovering = false
+    }
+  }
+
+  async #reregister (): Promise<void> {
+    const cmd = this.#cmd!
+    await this.#eval(FLOOR, [this.#keys.id, this.#keys.counter], [this.#lastId, this.#instance])
+    await cmd.set(this.#keys.heartbeat, '1', 'PX', this.#heartbeatTtl)
+    await cmd.sadd(this.#keys.instances, String(this.#instance))
+    for (const [key, { room, clientId }] of this.#pendingLeaves) {
+      const keys = this.#roomKeys(room)
+      await this.#eval(LEAVE, [this.#keys.rooms, keys.state, keys.members, keys.history], [room, clientId, this.#limits.roomTtl, keys.channel])
+      this.#pendingLeaves.delete(key)
+    }
+    const rooms = [...this.#rooms.values()]
+    await this.#sub!.subscribe(this.#keys.lobby, ...rooms.map((r) => r.keys.channel))
+    for (const local of rooms) local.subscribed = Promise.resolve()
+    await this.#rejoin(rooms)
+  }
+
+  /** Puts this instance's members back into Redis (a presence `join` for the others where they were missing). */
+  async #rejoin (rooms: LocalRoom[]): Promise<void> {
+    await Promise.all(rooms.flatMap((local) => [...local.members.values()].map(async (who) => {
+      const result = await this.#joinScript(local, who)
+      if (result !== 0 && result[0] > local.lastSeq) local.lastSeq = result[0]
+    })))
+  }
+
+  /** Heartbeat, and the sweep of instances whose heartbeat lapsed. */
+  async #tick (): Promise<void> {
+    if (this.#status !== 'up' || this.#ticking || this.#closing) return
+    this.#ticking = true
+    try {
+      const cmd = this.#cmd!
+      const before = await cmd.set(this.#keys.heartbeat, '1', 'PX', this.#heartbeatTtl, 'GET')
+      await cmd.sadd(this.#keys.instances, String(this.#instance))
+      // Our heartbeat lapsed (a stalled process): the others may have removed our members; put them back.
+      if (before === null) await this.#rejoin([...this.#rooms.values()])
+      const others = (await cmd.smembers(this.#keys.instances)).filter((n) => n !== String(this.#instance))
+      if (others.length === 0) return
+      const alive = await Promise.all(others.map((n) => cmd.exists(`${this.prefix}instance:${n}`)))
+      const dead = others.filter((_, i) => alive[i] === 0)
+      if (dead.length > 0) await this.#sweep(dead)
+    } catch (err) {
+      try {
+        this.#lost(err)
+      } catch (replyError) {
+        this.#logger?.warn(`Redis at ${this.url}: heartbeat failed (${(replyError as Error).message})`)
+      }
+    } finally {
+      this.#ticking = false
+    }
+  }
+
+  /** Removes dead instances' members from every room that has members, then forgets the instances. */
+  async #sweep (dead: string[]): Promise<void> {
+    const cmd = this.#cmd!
+    const rooms = await cmd.zrangebyscore(this.#keys.rooms, '+inf', '+inf')
+    await Promise.all(rooms.map((room) => {
+      const keys = this.#roomKeys(room)
+      return this.#eval(SWEEP, [this.#keys.rooms, keys.state, keys.members, keys.history],
+        [room, this.#limits.roomTtl, keys.channel, ...dead])
+    }))
+    await cmd.srem(this.#keys.instances, ...dead)
+    this.#logger?.info(`Redis adapter: instance ${dead.join(', ')} stopped without closing; its clients left their rooms`)
+  }
+}

@@ -1,0 +1,205 @@
+// The Lua scripts the Redis adapter runs. Each one is a single atomic step in Redis, so numbering,
+// storing and publishing can never be seen half done by another instance.
+//
+// Key layout (P is the prefix, `echohub:` by default; a room's keys share the hash tag `{room}`):
+//   P{room}:state     hash: `seq` (last message number), `joins` (join counter, orders members)
+//   P{room}:members   hash: client_id -> "<join order>,<instance>,<user JSON or empty>"
+//   P{room}:history   stream capped at historySize, entry ID "<seq>-1", field `f` = the frame
+//   P{room}:channel   pub/sub channel of the room's messages and presence events
+//   P rooms           sorted set: room -> +inf while it has members, else when it is forgotten (ms)
+//   P id              the cluster-wide message counter
+//   P instance-counter, P instances (set of live instance numbers), P instance:<n> (heartbeat, with a TTL)
+//   P lobby           pub/sub channel of lobby messages
+//
+// Channel messages: `m<id>,<seq>,<frame>` (seq empty in the lobby) and
+// `p<j|l>,<client_id>,<count>,<user JSON or empty>`.
+import { createHash } from 'node:crypto'
+
+export interface Script {
+  readonly lua: string
+  readonly sha: string
+}
+
+function script (body: string): Script {
+  const lua = COMMON + body
+  return { lua, sha: createHash('sha1').update(lua).digest('hex') }
+}
+
+const COMMON = `
+local function now ()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- A room exists while it has members (score +inf) or until the time it is forgotten.
+local function exists (rooms, room, t)
+  local score = redis.call('ZSCORE', rooms, room)
+  return score ~= false and (score == 'inf' or tonumber(score) > t)
+end
+
+-- Room keys left from a forgotten room are dropped; false when maxRooms rooms exist already.
+local function create (rooms, t, maxRooms, state, members, history)
+  redis.call('ZREMRANGEBYSCORE', rooms, '-inf', t)
+  if redis.call('ZCARD', rooms) >= maxRooms then return false end
+  redis.call('DEL', state, members, history)
+  return true
+end
+
+-- An empty room is forgotten, history included, ttl ms from now.
+local function forgetLater (rooms, room, t, ttl, state, history)
+  if ttl <= 0 then
+    redis.call('DEL', state, history)
+    redis.call('ZREM', rooms, room)
+  else
+    redis.call('PEXPIRE', state, ttl)
+    redis.call('PEXPIRE', history, ttl)
+    redis.call('ZADD', rooms, t + ttl, room)
+  end
+end
+`
+
+/**
+ * Room message. KEYS: id, rooms, state, members, history.
+ * ARGV: room, head, tail, historySize, maxRooms, roomTtl, channel.
+ * Returns {id, seq}, or 0 when the room would be one too many.
+ */
+export const PUBLISH = script(`
+local t = now()
+local room = ARGV[1]
+local fresh = not exists(KEYS[2], room, t)
+if fresh and not create(KEYS[2], t, tonumber(ARGV[5]), KEYS[3], KEYS[4], KEYS[5]) then return 0 end
+local id = redis.call('INCR', KEYS[1])
+local seq = redis.call('HINCRBY', KEYS[3], 'seq', 1)
+local frame = ARGV[2] .. ',"id":' .. id .. ',"seq":' .. seq .. ARGV[3]
+local size = tonumber(ARGV[4])
+if size > 0 then
+  local added = redis.pcall('XADD', KEYS[5], 'MAXLEN', size, seq .. '-1', 'f', frame)
+  if type(added) == 'table' and added.err then
+    -- A stream ahead of its seq (left over from lost state): history restarts with this message.
+    redis.call('DEL', KEYS[5])
+    redis.call('XADD', KEYS[5], 'MAXLEN', size, seq .. '-1', 'f', frame)
+  end
+end
+if redis.call('EXISTS', KEYS[4]) == 0 then forgetLater(KEYS[2], room, t, tonumber(ARGV[6]), KEYS[3], KEYS[5]) end
+redis.call('PUBLISH', ARGV[7], 'm' .. id .. ',' .. seq .. ',' .. frame)
+return {id, seq}
+`)
+
+/** Lobby message: numbered and published, never stored. KEYS: id. ARGV: head, tail, channel. Returns the id. */
+export const LOBBY = script(`
+local id = redis.call('INCR', KEYS[1])
+redis.call('PUBLISH', ARGV[3], 'm' .. id .. ',,' .. ARGV[1] .. ',"id":' .. id .. ARGV[2])
+return id
+`)
+
+/**
+ * Join. KEYS: rooms, state, members, history.
+ * ARGV: room, clientId, instance, user JSON (or ''), maxRooms, channel, lowest seq to keep.
+ * Returns {seq, added (0|1), count, {clientId, member, ...}}, or 0 when the room would be one too many.
+ * The lowest seq keeps a room's numbering from going backwards when Redis lost its data.
+ */
+export const JOIN = script(`
+local t = now()
+local room = ARGV[1]
+local added = 0
+if redis.call('HEXISTS', KEYS[3], ARGV[2]) == 0 then
+  if not exists(KEYS[1], room, t) and not create(KEYS[1], t, tonumber(ARGV[5]), KEYS[2], KEYS[3], KEYS[4]) then return 0 end
+  local order = redis.call('HINCRBY', KEYS[2], 'joins', 1)
+  redis.call('HSET', KEYS[3], ARGV[2], order .. ',' .. ARGV[3] .. ',' .. ARGV[4])
+  redis.call('ZADD', KEYS[1], '+inf', room)
+  redis.call('PERSIST', KEYS[2])
+  redis.call('PERSIST', KEYS[4])
+  added = 1
+end
+local seq = tonumber(redis.call('HGET', KEYS[2], 'seq') or '0')
+local floor = tonumber(ARGV[7])
+if floor > seq then
+  redis.call('HSET', KEYS[2], 'seq', floor)
+  seq = floor
+end
+local count = redis.call('HLEN', KEYS[3])
+if added == 1 then redis.call('PUBLISH', ARGV[6], 'pj,' .. ARGV[2] .. ',' .. count .. ',' .. ARGV[4]) end
+return {seq, added, count, redis.call('HGETALL', KEYS[3])}
+`)
+
+/**
+ * Leave. KEYS: rooms, state, members, history. ARGV: room, clientId, roomTtl, channel.
+ * Returns the members left, or -1 when the client was not in the room.
+ */
+export const LEAVE = script(`
+local member = redis.call('HGET', KEYS[3], ARGV[2])
+if not member then return -1 end
+redis.call('HDEL', KEYS[3], ARGV[2])
+local count = redis.call('HLEN', KEYS[3])
+local user = string.match(member, '^%d+,%d+,(.*)$') or ''
+redis.call('PUBLISH', ARGV[4], 'pl,' .. ARGV[2] .. ',' .. count .. ',' .. user)
+if count == 0 then forgetLater(KEYS[1], ARGV[1], now(), tonumber(ARGV[3]), KEYS[2], KEYS[4]) end
+return count
+`)
+
+/**
+ * Removes the members of dead instances from one room, publishing a `leave` for each: HDEL
+ * succeeds for one sweeper only, so each leave is sent once however many instances sweep.
+ * KEYS: rooms, state, members, history. ARGV: room, roomTtl, channel, dead instance numbers...
+ * Returns how many members were removed.
+ */
+export const SWEEP = script(`
+local dead = {}
+for i = 4, #ARGV do dead[ARGV[i]] = true end
+local all = redis.call('HGETALL', KEYS[3])
+local removed = 0
+for i = 1, #all, 2 do
+  local instance, user = string.match(all[i + 1], '^%d+,(%d+),(.*)$')
+  if dead[instance] then
+    redis.call('HDEL', KEYS[3], all[i])
+    removed = removed + 1
+    redis.call('PUBLISH', ARGV[3], 'pl,' .. all[i] .. ',' .. redis.call('HLEN', KEYS[3]) .. ',' .. user)
+  end
+end
+if removed > 0 and redis.call('HLEN', KEYS[3]) == 0 then
+  forgetLater(KEYS[1], ARGV[1], now(), tonumber(ARGV[2]), KEYS[2], KEYS[4])
+end
+return removed
+`)
+
+/**
+ * History. KEYS: state, history. ARGV: first seq wanted ('' for the newest), limit.
+ * Returns {seq, entries} with entries oldest first from a start, newest first without one.
+ */
+export const HISTORY = script(`
+local seq = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
+local entries
+if ARGV[1] == '' then
+  entries = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', ARGV[2])
+else
+  entries = redis.call('XRANGE', KEYS[2], ARGV[1] .. '-0', '+', 'COUNT', ARGV[2])
+end
+return {seq, entries}
+`)
+
+/**
+ * Every room that exists, with its member count and seq. KEYS: rooms. ARGV: prefix.
+ * Returns {room, members, seq, ...}.
+ */
+export const ROOMS = script(`
+local names = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now(), '+inf')
+local out = {}
+for _, room in ipairs(names) do
+  local base = ARGV[1] .. '{' .. room .. '}:'
+  out[#out + 1] = room
+  out[#out + 1] = redis.call('HLEN', base .. 'members')
+  out[#out + 1] = tonumber(redis.call('HGET', base .. 'state', 'seq') or '0')
+end
+return out
+`)
+
+/**
+ * After an outage: counters never go below what this instance has seen, so a Redis that lost its
+ * data does not hand out message ids or instance numbers again. KEYS: id, instance-counter. ARGV: id, instance.
+ */
+export const FLOOR = script(`
+for i = 1, 2 do
+  if tonumber(redis.call('GET', KEYS[i]) or '0') < tonumber(ARGV[i]) then redis.call('SET', KEYS[i], ARGV[i]) end
+end
+return 1
+`)

@@ -1,0 +1,233 @@
+// The inspector's server side: one hub per registry (so per process) feeding every attached
+// inspector page the live connections, and the frames of the one each page watches. Nothing runs
+// while no inspector is attached; a slow inspector loses events instead of holding anyone up.
+import type { WebSocket } from 'ws'
+import type { ConnectionRegistry } from '../registry.js'
+import { isoNow } from '../format.js'
+import { DEFAULT_LIMITS } from '../limits.js'
+import { ACTION_NAMES, act, findConnection, listConnections, socketOf, type ActionName } from './actions.js'
+import { FrameTap, type FrameEvent } from './tap.js'
+
+/** What the hub needs of an inspector's own WebSocket. */
+export interface InspectorSocket {
+  readonly readyState: number
+  readonly bufferedAmount: number
+  send: (data: string) => void
+}
+
+export interface InspectorOptions {
+  /** Unsent bytes past which an inspector's events are dropped (counted as `inspector_dropped`). */
+  maxBuffered?: number
+  /** How often the connection list is sent, ms. */
+  listInterval?: number
+  /** Connections listed at most (the total is always given). */
+  maxListed?: number
+}
+
+export const INSPECTOR_MAX_BUFFERED = DEFAULT_LIMITS.inspectorMaxBuffered
+const LIST_INTERVAL = 1000
+const MAX_LISTED = 500
+const OPEN = 1
+
+/** One attached inspector page. */
+export class Inspector {
+  readonly socket: InspectorSocket
+  /** The id of the connection it watches. */
+  watching: number | undefined
+  /** Events it lost by not reading fast enough. */
+  dropped = 0
+
+  constructor (socket: InspectorSocket) {
+    this.socket = socket
+  }
+}
+
+/** A watched connection: its tap and who watches it. */
+interface Watch {
+  tap: FrameTap
+  socket: WebSocket
+  inspectors: Set<Inspector>
+}
+
+/**
+ * A socket's owner can ask to be told when an inspector starts and stops watching it (the chat
+ * writes its broadcasts as pre-framed bytes, past the tap, unless told).
+ */
+const watchHooks = new WeakMap<object, (watched: boolean) => void>()
+export function onWatched (socket: object, hook: (watched: boolean) => void): void {
+  watchHooks.set(socket, hook)
+}
+
+export class InspectorHub {
+  readonly #registry: ConnectionRegistry
+  readonly #inspectors = new Set<Inspector>()
+  readonly #watches = new Map<number, Watch>()
+  /** Unsent bytes past which an inspector's events are dropped. */
+  maxBuffered: number
+  readonly #listInterval: number
+  readonly #maxListed: number
+  #timer: NodeJS.Timeout | undefined
+
+  constructor (registry: ConnectionRegistry, options: InspectorOptions = {}) {
+    this.#registry = registry
+    this.maxBuffered = options.maxBuffered ?? INSPECTOR_MAX_BUFFERED
+    this.#listInterval = options.listInterval ?? LIST_INTERVAL
+    this.#maxListed = options.maxListed ?? MAX_LISTED
+  }
+
+  get attached (): number {
+    return this.#inspectors.size
+  }
+
+  /** Connections being tapped right now. */
+  get watched (): number {
+    return this.#watches.size
+  }
+
+  attach (socket: InspectorSocket): Inspector {
+    const inspector = new Inspector(socket)
+    this.#inspectors.add(inspector)
+    this.#sendList(inspector)
+    if (this.#timer === undefined) {
+      this.#timer = setInterval(() => { for (const i of this.#inspectors) this.#sendList(i) }, this.#listInterval)
+      this.#timer.unref()
+    }
+    return inspector
+  }
+
+  detach (inspector: Inspector): void {
+    if (!this.#inspectors.delete(inspector)) return
+    this.#unwatch(inspector)
+    if (this.#inspectors.size === 0) {
+      clearInterval(this.#timer)
+      this.#timer = undefined
+    }
+  }
+
+  /** Everything: called when the app closes. */
+  close (): void {
+    for (const inspector of [...this.#inspectors]) this.detach(inspector)
+  }
+
+  /** A frame from the inspector page: `watch` a connection, or run an action on one. */
+  command (inspector: Inspector, text: string): void {
+    let msg: Record<string, unknown>
+    try {
+      const parsed: unknown = JSON.parse(text)
+      if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('not an object')
+      msg = parsed as Record<string, unknown>
+    } catch {
+      this.#error(inspector, 'send JSON objects: {"type":"watch","id":12} or {"type":"action","id":12,"action":"ping"}')
+      return
+    }
+    const id = msg.id
+    if (msg.type === 'watch') {
+      if (id !== null && !Number.isSafeInteger(id)) {
+        this.#error(inspector, '"id" must be a connection id, or null to stop watching')
+        return
+      }
+      this.#watch(inspector, id as number | null)
+      return
+    }
+    if (msg.type === 'action') {
+      const action = msg.action as ActionName
+      if (!Number.isSafeInteger(id) || !ACTION_NAMES.includes(action)) {
+        this.#error(inspector, `an action needs "id" and "action" (${ACTION_NAMES.join(', ')})`)
+        return
+      }
+      const result = act(this.#registry, id as number, action, msg.body)
+      this.#deliver(inspector, JSON.stringify(result.ok
+        ? { type: 'result', id, action, ok: true }
+        : { type: 'result', id, action, ok: false, error: result.error, message: result.message }))
+      return
+    }
+    this.#error(inspector, `unknown type ${JSON.stringify(msg.type)}: use watch or action`)
+  }
+
+  #watch (inspector: Inspector, id: number | null): void {
+    this.#unwatch(inspector)
+    const conn = id === null ? undefined : findConnection(this.#registry, id)
+    if (id !== null && conn === undefined) {
+      this.#deliver(inspector, JSON.stringify({ type: 'watching', id: null, message: `no open connection has id ${id}` }))
+      return
+    }
+    if (conn !== undefined) {
+      let watch = this.#watches.get(conn.id)
+      if (watch === undefined) {
+        const socket = socketOf(conn)
+        const connId = conn.id
+        // The last event of a closed connection is its close; nothing more will come.
+        const tap = new FrameTap(socket, (event) => this.#frame(connId, event), () => this.#endWatch(connId))
+        watch = { tap, socket, inspectors: new Set() }
+        this.#watches.set(conn.id, watch)
+        watchHooks.get(socket)?.(true)
+      }
+      watch.inspectors.add(inspector)
+      inspector.watching = conn.id
+    }
+    this.#deliver(inspector, JSON.stringify({ type: 'watching', id: inspector.watching ?? null }))
+  }
+
+  #unwatch (inspector: Inspector): void {
+    const id = inspector.watching
+    if (id === undefined) return
+    inspector.watching = undefined
+    const watch = this.#watches.get(id)
+    if (watch === undefined) return
+    watch.inspectors.delete(inspector)
+    if (watch.inspectors.size === 0) this.#endWatch(id)
+  }
+
+  #endWatch (id: number): void {
+    const watch = this.#watches.get(id)
+    if (watch === undefined) return
+    this.#watches.delete(id)
+    watch.tap.detach()
+    watchHooks.get(watch.socket)?.(false)
+  }
+
+  #frame (id: number, event: FrameEvent): void {
+    const watch = this.#watches.get(id)
+    if (watch === undefined) return
+    const json = JSON.stringify({ type: 'frame', id, time: isoNow(), ...event })
+    for (const inspector of watch.inspectors) this.#deliver(inspector, json)
+  }
+
+  #sendList (inspector: Inspector): void {
+    this.#deliver(inspector, JSON.stringify({
+      type: 'connections',
+      total: this.#registry.connections.size,
+      connections: listConnections(this.#registry, this.#maxListed),
+      watching: inspector.watching ?? null,
+      dropped: inspector.dropped
+    }))
+  }
+
+  #error (inspector: Inspector, message: string): void {
+    this.#deliver(inspector, JSON.stringify({ type: 'error', message }))
+  }
+
+  /** Sends to one inspector unless it is behind: then the event is lost, and counted. */
+  #deliver (inspector: Inspector, json: string): void {
+    const socket = inspector.socket
+    if (socket.readyState !== OPEN) return
+    if (socket.bufferedAmount > this.maxBuffered) {
+      inspector.dropped++
+      this.#registry.hit('inspector_dropped')
+      return
+    }
+    socket.send(json)
+  }
+}
+
+const hubs = new WeakMap<ConnectionRegistry, InspectorHub>()
+
+/** The registry's inspector hub, made on first use: every app sharing the registry feeds the same one. */
+export function inspectorHub (registry: ConnectionRegistry, options?: InspectorOptions): InspectorHub {
+  let hub = hubs.get(registry)
+  if (hub === undefined) {
+    hub = new InspectorHub(registry, options)
+    hubs.set(registry, hub)
+  }
+  return hub
+}

@@ -1,0 +1,42 @@
+// Every HTTP refusal echohub answers, defined once: the status, the `error` code of the JSON body,
+// the message a person reads, and the limit it counts against. Plugins only send them.
+import type { LimitName } from './limits.js'
+import { plainAddress } from './format.js'
+
+/** An HTTP refusal: sent as `status` with the body `{ error, message }`. */
+export interface Refusal {
+  status: number
+  error: string
+  message: string
+  /** Seconds for a `Retry-After` header, when trying again later may work. */
+  retryAfter?: number
+  /** The limit this refusal counts against in /stats, if any. */
+  limit?: LimitName
+}
+
+/** What a client is told when it lacks the token. */
+export const TOKEN_REQUIRED = 'a valid token is required: send "Authorization: Bearer <token>" or ?token=<token>'
+
+/** Seconds a client refused for load or shutdown is asked to wait. */
+const RETRY_AFTER = 5
+
+export const REFUSALS = {
+  /** Shutdown has begun. */
+  draining: (): Refusal => ({ status: 503, error: 'shutting_down', message: 'the server is shutting down', retryAfter: RETRY_AFTER, limit: 'draining' }),
+  /** No valid token (upgrades, /stats, /metrics). */
+  unauthorized: (): Refusal => ({ status: 401, error: 'unauthorized', message: TOKEN_REQUIRED, limit: 'auth' }),
+  /** Credentials `authenticate` (or the JWT check) refused: `invalid_token` or `token_expired`. */
+  badCredentials: (error: 'invalid_token' | 'token_expired', message: string): Refusal => ({ status: 401, error, message, limit: 'auth' }),
+  /** An admin route, a user who is no admin (identity on, no --auth-token). */
+  adminRequired: (): Refusal => ({ status: 403, error: 'admin_required', message: 'this route is for admins: it needs a token whose "admin" claim is true', limit: 'auth' }),
+  /** A browser Origin not on the allowlist. */
+  originNotAllowed: (origin: string): Refusal => ({ status: 403, error: 'origin_not_allowed', message: `origin ${origin} is not allowed (see --origins)`, limit: 'origin' }),
+  /** A page of another site tries to change something (POST /publish). */
+  mutationNotAllowed: (origin: string): Refusal => ({ status: 403, error: 'origin_not_allowed', message: `origin ${origin} may not change anything here: list it in --origins`, limit: 'origin' }),
+  /** The process-wide connection cap is full. */
+  serverFull: (max: number): Refusal => ({ status: 503, error: 'server_full', message: `the server holds its maximum of ${max} connections`, retryAfter: RETRY_AFTER, limit: 'max_connections' }),
+  /** One client address holds its share already. */
+  tooManyConnections: (address: string, max: number): Refusal => ({ status: 429, error: 'too_many_connections', message: `${plainAddress(address)} already holds the maximum of ${max} connections`, retryAfter: RETRY_AFTER, limit: 'max_connections_per_ip' }),
+  /** A plain HTTP GET on a WebSocket path: say how to connect instead of a bare 404. */
+  upgradeRequired: (url: string, host: string): Refusal => ({ status: 426, error: 'upgrade_required', message: `${url} is a WebSocket endpoint: connect with a WebSocket client, e.g. ws://${host}${url}` })
+} as const

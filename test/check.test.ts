@@ -1,0 +1,61 @@
+// `GET <WebSocket path>?check`: the upgrade's admission checks, answered over plain HTTP, so a
+// browser page (which never sees a refused upgrade's status) can say why it cannot connect.
+import t, { type Test } from 'tap'
+import { chat, echo, stats, echohubRegistry, type RegistryPluginOptions } from '../index.js'
+import { connect, listen } from './helpers/index.js'
+
+async function server (t: Test, options: RegistryPluginOptions = {}) {
+  return await listen(t, async (app) => {
+    await app.register(echohubRegistry, options)
+    await app.register(echo, { path: '/echo' })
+    await app.register(chat, { path: '/chat' })
+    await app.register(stats)
+  })
+}
+
+async function check (port: number, path: string, headers: Record<string, string> = {}) {
+  const res = await fetch(`http://127.0.0.1:${port}${path}`, { headers })
+  return { status: res.status, body: await res.json() as Record<string, unknown>, headers: res.headers }
+}
+
+t.test('a check answers 200 where an upgrade would be admitted, and opens nothing', async (t) => {
+  const { app, port } = await server(t)
+  for (const path of ['/echo?check', '/echo/raw?check', '/chat?check']) {
+    const answer = await check(port, path)
+    t.same([answer.status, answer.body], [200, { ok: true }], path)
+  }
+  t.equal(app.echohub.connections.size, 0)
+  t.same(app.echohub.limitHits, {}, 'nothing counted')
+  t.equal((await check(port, '/echo')).status, 426, 'without ?check a plain GET still says how to connect')
+})
+
+t.test('a check answers the refusal an upgrade would get: 401, 403, 429, 503 with the JSON reason', async (t) => {
+  const { app, port, url } = await server(t, { authToken: 's3cret', origins: ['https://good.example'], maxConnections: 2, maxConnectionsPerIp: 1 })
+  const noToken = await check(port, '/chat?check')
+  t.same([noToken.status, noToken.body.error], [401, 'unauthorized'])
+  t.match(noToken.body.message, /a valid token is required/)
+  t.equal((await check(port, '/chat?check&token=s3cret')).status, 200, 'the token as a query parameter')
+  t.equal((await check(port, '/chat?check', { authorization: 'Bearer s3cret' })).status, 200, 'or as a Bearer header')
+
+  const badOrigin = await check(port, '/chat?check&token=s3cret', { origin: 'https://evil.example' })
+  t.same([badOrigin.status, badOrigin.body], [403, { error: 'origin_not_allowed', message: 'origin https://evil.example is not allowed (see --origins)' }])
+  t.equal(badOrigin.headers.get('access-control-allow-origin'), 'https://evil.example', 'readable by the refused page itself')
+  const sameOrigin = await check(port, '/chat?check&token=s3cret&origin=https%3A%2F%2Fevil.example')
+  t.equal(sameOrigin.status, 403, 'a page on the server\'s own origin (whose GET carries no Origin) names it in ?origin=')
+  const spoofed = await check(port, '/chat?check&token=s3cret&origin=https%3A%2F%2Fgood.example', { origin: 'https://evil.example' })
+  t.equal(spoofed.status, 403, 'the Origin header wins over ?origin=')
+
+  t.same(app.echohub.limitHits, {}, 'refused checks are not counted as limit hits')
+
+  await connect(t, url + '/echo?token=s3cret')
+  const perIp = await check(port, '/echo?check&token=s3cret')
+  t.same([perIp.status, perIp.body.error], [429, 'too_many_connections'])
+  t.ok(Number(perIp.headers.get('retry-after')) > 0, 'with Retry-After')
+})
+
+t.test('while shutting down a check answers 503', async (t) => {
+  const { app, port } = await server(t)
+  app.echohub.startDraining()
+  const answer = await check(port, '/chat?check')
+  t.same([answer.status, answer.body.error], [503, 'shutting_down'])
+})

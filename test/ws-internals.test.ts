@@ -1,0 +1,127 @@
+// The behaviour of ws and @fastify/websocket that echohub relies on beyond their documented API
+// (plugins/ws-internals.ts). Each test fails if a new version of either package changes it.
+import t from 'tap'
+import websocket from '@fastify/websocket'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { WebSocket } from 'ws'
+import { directSocket, raiseMaxPayload, releaseUpgrade, rememberUpgrade, replaceHandleProtocols } from '../plugins/ws-internals.js'
+import { textFrame } from '../src/frames.js'
+import { closed, connect, listen, nextMessage } from './helpers/index.js'
+import { isUpgraded, rawUpgrade } from './helpers/raw.js'
+
+t.test('releaseUpgrade: @fastify/websocket adds its error listener last, and its response holds the upgrade socket', async (t) => {
+  const handled: Error[] = []
+  let sawResponseOnSocket = false
+  let response: FastifyReply['raw'] | undefined
+  let released: { before: number, after: number, detached: boolean } | undefined
+  const probe = new Error('probe')
+  const { url } = await listen(t, async (app) => {
+    await app.register(websocket, { errorHandler: (err) => { handled.push(err) } })
+    app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
+      if (!request.ws) return
+      // The ServerResponse the library made is attached to the TCP socket: detaching it frees it.
+      sawResponseOnSocket = reply.raw.socket === request.raw.socket
+      response = reply.raw
+      rememberUpgrade(request, reply)
+    })
+    app.get('/', { websocket: true }, (socket: WebSocket, request: FastifyRequest) => {
+      // The last error listener at this point is the library's: it calls the errorHandler.
+      const last = socket.listeners('error').at(-1) as ((err: Error) => void) | undefined
+      last?.(probe)
+      const before = socket.listeners('error').length
+      releaseUpgrade(socket, request)
+      released = { before, after: socket.listeners('error').length, detached: response?.socket === null }
+      socket.on('message', (data) => socket.send(data))
+    })
+  })
+  const ws = await connect(t, url)
+  ws.send('after release')
+  t.equal((await nextMessage(ws)).text, 'after release', 'the connection works after the release')
+  t.same(handled, [probe], 'the last error listener is the one that reaches the errorHandler')
+  t.equal(sawResponseOnSocket, true, 'the reply\'s ServerResponse is the one assigned to the upgrade socket')
+  t.same(released, { before: 1, after: 0, detached: true }, 'releaseUpgrade removed that listener and detached the response')
+})
+
+t.test('directSocket: frames written to the TCP socket keep their place among ws\'s own and count in bufferedAmount', async (t) => {
+  let buffered: { before: number, during: number } | undefined
+  const { url } = await listen(t, async (app) => {
+    await app.register(websocket)
+    app.get('/', { websocket: true }, (socket: WebSocket, request: FastifyRequest) => {
+      const tcp = directSocket(socket, request)
+      if (tcp === undefined) {
+        socket.close(1011, 'no direct socket')
+        return
+      }
+      socket.send('one')
+      tcp.write(textFrame(Buffer.from('two')))
+      socket.send('three')
+      const before = socket.bufferedAmount
+      tcp.cork()
+      tcp.write(textFrame(Buffer.alloc(1000, 'x')))
+      buffered = { before, during: socket.bufferedAmount }
+      tcp.uncork()
+    })
+  })
+  const ws = await connect(t, url)
+  const texts = []
+  for (let i = 0; i < 4; i++) texts.push((await nextMessage(ws)).text)
+  t.same(texts.slice(0, 3), ['one', 'two', 'three'], 'in the order they were written')
+  t.equal(texts[3]!.length, 1000)
+  t.ok(buffered !== undefined && buffered.during - buffered.before >= 1000, 'bytes waiting in the TCP socket count in bufferedAmount')
+})
+
+t.test('directSocket: none when permessage-deflate is on', async (t) => {
+  let direct: unknown = 'unset'
+  const { url } = await listen(t, async (app) => {
+    await app.register(websocket, { options: { perMessageDeflate: true } })
+    app.get('/', { websocket: true }, (socket: WebSocket, request: FastifyRequest) => {
+      direct = directSocket(socket, request)
+      socket.send('hi')
+    })
+  })
+  const ws = await connect(t, url, { perMessageDeflate: true })
+  await nextMessage(ws)
+  t.equal(ws.extensions.includes('permessage-deflate'), true, 'compression was negotiated')
+  t.equal(direct, undefined)
+})
+
+t.test('raiseMaxPayload: ws reads maxPayload at each upgrade, so raising it after the server is built works', async (t) => {
+  const build = (raise: boolean) => listen(t, async (app) => {
+    await app.register(websocket, { options: { maxPayload: 10 } })
+    app.get('/', { websocket: true }, (socket: WebSocket) => {
+      socket.on('message', (data) => socket.send(data))
+    })
+    await app.ready()
+    if (raise) raiseMaxPayload(app.websocketServer, 100)
+  })
+  const message = 'x'.repeat(50)
+  const raised = await build(true)
+  const ws = await connect(t, raised.url)
+  ws.send(message)
+  t.equal((await nextMessage(ws)).text, message, 'a message under the raised cap is accepted')
+  t.equal(raised.app.websocketServer.options.maxPayload, 100)
+  raiseMaxPayload(raised.app.websocketServer, 20)
+  t.equal(raised.app.websocketServer.options.maxPayload, 100, 'never lowered')
+
+  const kept = await build(false)
+  const small = await connect(t, kept.url)
+  small.send(message)
+  t.equal((await closed(small)).code, 1009, 'without raising it, the same message is too big')
+})
+
+t.test('replaceHandleProtocols: ws reads handleProtocols at each upgrade, so replacing it after the server is built works', async (t) => {
+  let before: unknown
+  const { app, port } = await listen(t, async (app) => {
+    await app.register(websocket, { options: { handleProtocols: () => 'first' } })
+    app.get('/', { websocket: true }, (socket: WebSocket) => { socket.close() })
+    await app.ready()
+  })
+  replaceHandleProtocols(app.websocketServer, (current) => {
+    before = current
+    return (offered) => [...offered].at(-1) ?? false
+  })
+  t.type(before, 'function', 'the app\'s own function is handed over')
+  const answer = await rawUpgrade(t, port, '/', { 'Sec-WebSocket-Protocol': 'a, b, c' })
+  if (!isUpgraded(answer)) throw new Error('not upgraded')
+  t.equal(answer.headers['sec-websocket-protocol'], 'c', 'the replacement decided')
+})
