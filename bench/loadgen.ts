@@ -12,10 +12,15 @@
 //              `--rooms N`, N rooms (`<room>-1`..) share the receivers, each with its own publisher.
 //   idle       opens `--conns` connections, reports {"event":"open",...} and holds them until
 //              stdin closes (or `--hold` seconds pass)
+// Transport: `--tls` speaks wss (every read is then a buffer of its own); `--deflate` negotiates
+// permessage-deflate and sends messages of 1 KiB and more compressed, each deflated once up front;
+// replies are still counted by header (compressed or not). `--payload random` sends incompressible
+// data (random bytes to echo, random base64 text to the chat) instead of English text.
+import { randomBytes } from 'node:crypto'
 import { fstatSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { DIALECTS, type Dialect, type DialectName } from './dialects.js'
-import { connectWs, encodeFrame, FrameCounter, FrameReader, openMany, OP_CLOSE, OP_PING, type Conn } from './raw-ws.js'
+import { connectWs, deflateMessage, encodeFrame, FrameCounter, FrameReader, openMany, OP_BINARY, OP_CLOSE, OP_PING, OP_TEXT, type Conn } from './raw-ws.js'
 
 const { values: opt } = parseArgs({
   options: {
@@ -30,7 +35,9 @@ const { values: opt } = parseArgs({
     receivers: { type: 'string', default: '1000' },
     inflight: { type: 'string', default: '1' },
     size: { type: 'string', default: '64' },
-    binary: { type: 'boolean', default: false },
+    payload: { type: 'string', default: 'text' },
+    tls: { type: 'boolean', default: false },
+    deflate: { type: 'boolean', default: false },
     duration: { type: 'string', default: '10' },
     warmup: { type: 'string', default: '2' },
     hold: { type: 'string', default: '120' },
@@ -63,6 +70,11 @@ const CONNECT_TIMEOUT_MS = 15_000
 if (ports.length === 0 || !ports.every((p) => Number.isInteger(p) && p > 0)) fail('--port or --ports is required')
 if (!(inflight >= 1 && inflight <= 1024)) fail('--inflight must be 1..1024')
 if (!(Number.isInteger(rooms) && rooms >= 1) || (rooms > 1 && room === null)) fail('--rooms must be a whole number >= 1, and needs --room')
+if (opt.payload !== 'text' && opt.payload !== 'random') fail('--payload must be text or random')
+const random = opt.payload === 'random'
+const transport = { tls: opt.tls, deflate: opt.deflate }
+/** What a compressing client such as ws leaves uncompressed: messages below 1 KiB. */
+const DEFLATE_FROM = 1024
 
 // The parent holds our stdin pipe: when it goes away (even killed), so do we. A hard deadline
 // backs it up. (Node's child_process pipes are sockets; a shell's are FIFOs; a terminal is neither.)
@@ -115,10 +127,22 @@ class Histogram {
   }
 }
 
-/** `n` bytes of plain ASCII text, so JSON escaping costs nothing extra on any server. */
+/**
+ * `n` bytes of plain ASCII, so JSON escaping costs nothing extra on any server: English text, or
+ * with `--payload random` base64 of random bytes (which compresses only to its 6 bits a byte).
+ */
 function text (n: number): string {
+  if (random) return randomBytes(Math.ceil(n * 3 / 4)).toString('base64').slice(0, n)
   const unit = 'The quick brown fox jumps over the lazy dog. '
   return unit.repeat(Math.ceil(n / unit.length)).slice(0, n)
+}
+
+/** A client frame of one message, compressed when `--deflate` and large enough. */
+function messageFrame (data: string | Buffer, opcode = OP_TEXT): Buffer {
+  const size = typeof data === 'string' ? Buffer.byteLength(data) : data.length
+  return transport.deflate && size >= DEFLATE_FROM
+    ? encodeFrame(deflateMessage(data), opcode, true, true)
+    : encodeFrame(data, opcode)
 }
 
 // One read buffer for every socket (net's `onread`): no allocation per read.
@@ -151,7 +175,7 @@ function watchClose (conn: Conn): void {
  * whole frames; then hands every later byte, the rest of the last read included, to `onData`.
  */
 async function open (port: number, withSetup: boolean, onData: (conn: Conn, chunk: Buffer) => void, inRoom = room): Promise<Conn> {
-  const conn = await connectWs(port, path, { readBuffer, timeoutMs: CONNECT_TIMEOUT_MS })
+  const conn = await connectWs(port, path, { readBuffer, timeoutMs: CONNECT_TIMEOUT_MS, ...transport })
   watchClose(conn)
   const steps = withSetup ? dialect.setup(inRoom) : []
   let step = 0
@@ -305,11 +329,11 @@ async function window (extra: (r: Result) => object): Promise<void> {
 }
 
 async function runEcho (): Promise<Conn[]> {
-  const frame = encodeFrame(Buffer.from(text(size)), opt.binary ? 2 : 1)
+  const frame = random ? messageFrame(randomBytes(size), OP_BINARY) : messageFrame(text(size))
   const drive = driver(frame)
   const conns = await openAll(Number(opt.conns), () => ports[0]!, false, drive.onData)
   for (const conn of conns) drive.begin(conn)
-  await window(() => ({ connections: conns.length, inflight, size }))
+  await window(() => ({ connections: conns.length, inflight, size, payload: opt.payload, ...transport }))
   return conns
 }
 
@@ -334,7 +358,7 @@ async function runBroadcast (): Promise<Conn[]> {
   for (let k = 0; k < rooms; k++) {
     const inRoom = roomOf(k)
     const overhead = dialect.publish(inRoom, '').length
-    const drive = driver(encodeFrame(dialect.publish(inRoom, text(Math.max(1, size - overhead)))))
+    const drive = driver(messageFrame(dialect.publish(inRoom, text(Math.max(1, size - overhead)))))
     const [publisher] = await openAll(1, () => ports[0]!, true, drive.onData, () => inRoom)
     publishers.push(publisher!)
     drive.begin(publisher!)
@@ -346,6 +370,8 @@ async function runBroadcast (): Promise<Conn[]> {
     rooms,
     inflight,
     size,
+    payload: opt.payload,
+    ...transport,
     units: r.messages * members,
     rate: (r.messages * members) / r.seconds,
     message_rate: r.rate,

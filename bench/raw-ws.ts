@@ -3,6 +3,8 @@
 // for: pre-masked frames built once, unmasked or invalid frames on purpose, server frames counted
 // by header only. No `ws` client here on purpose: it costs as much CPU as the server it measures.
 import net from 'node:net'
+import tls from 'node:tls'
+import zlib from 'node:zlib'
 import { createHash, randomBytes } from 'node:crypto'
 
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
@@ -13,14 +15,36 @@ export const OP_CLOSE = 8
 export const OP_PING = 9
 export const OP_PONG = 10
 
-/** One client frame, FIN set, masked unless `mask` is false. Build it once, write it many times. */
-export function encodeFrame (payload: string | Buffer, opcode: number = OP_TEXT, mask = true): Buffer {
+/** permessage-deflate as a minimal client offers it: no parameters, so both sides keep 15-bit windows. */
+export const DEFLATE_OFFER = 'permessage-deflate'
+const DEFLATE_TAIL = Buffer.from([0x00, 0x00, 0xff, 0xff])
+
+/**
+ * One message compressed on its own for permessage-deflate (RFC 7692 7.2.1: sync flush, the empty
+ * block's 4-byte tail removed); send it with `encodeFrame(..., { compressed: true })`. It refers to
+ * no earlier message, so it is valid whether or not the server keeps the client's context.
+ */
+export function deflateMessage (data: string | Buffer): Buffer {
+  const out = zlib.deflateRawSync(data, { finishFlush: zlib.constants.Z_SYNC_FLUSH })
+  return out.subarray(0, out.length - DEFLATE_TAIL.length)
+}
+
+/** The payload of a compressed server message (the server compresses each on its own). */
+export function inflateMessage (data: Buffer): Buffer {
+  return zlib.inflateRawSync(Buffer.concat([data, DEFLATE_TAIL]), { finishFlush: zlib.constants.Z_SYNC_FLUSH })
+}
+
+/**
+ * One client frame, FIN set, masked unless `mask` is false; `compressed` sets RSV1 (the payload is
+ * already deflated). Build it once, write it many times.
+ */
+export function encodeFrame (payload: string | Buffer, opcode: number = OP_TEXT, mask = true, compressed = false): Buffer {
   const data = typeof payload === 'string' ? Buffer.from(payload) : payload
   const len = data.length
   const ext = len < 126 ? 0 : len < 65536 ? 2 : 8
   const keyLen = mask ? 4 : 0
   const frame = Buffer.allocUnsafe(2 + ext + keyLen + len)
-  frame[0] = 0x80 | opcode
+  frame[0] = 0x80 | (compressed ? 0x40 : 0) | opcode
   const maskBit = mask ? 0x80 : 0
   if (ext === 0) {
     frame[1] = maskBit | len
@@ -43,7 +67,7 @@ export function encodeFrame (payload: string | Buffer, opcode: number = OP_TEXT,
 }
 
 /** Reads one frame header at `i`: null when `buf` does not hold all of it yet. */
-function header (buf: Buffer, i: number): { fin: boolean, opcode: number, len: number, size: number } | null {
+function header (buf: Buffer, i: number): { fin: boolean, rsv1: boolean, opcode: number, len: number, size: number } | null {
   const left = buf.length - i
   if (left < 2) return null
   const b0 = buf[i]!
@@ -54,7 +78,7 @@ function header (buf: Buffer, i: number): { fin: boolean, opcode: number, len: n
   if (left < size) return null
   if (len === 126) len = buf.readUInt16BE(i + 2)
   else if (len === 127) len = Number(buf.readBigUInt64BE(i + 2))
-  return { fin: (b0 & 0x80) !== 0, opcode: b0 & 0x0f, len, size }
+  return { fin: (b0 & 0x80) !== 0, rsv1: (b0 & 0x40) !== 0, opcode: b0 & 0x0f, len, size }
 }
 
 /**
@@ -125,6 +149,8 @@ export class FrameCounter {
 
 export interface ServerFrame {
   fin: boolean
+  /** Set on the first frame of a compressed message. */
+  rsv1: boolean
   opcode: number
   payload: Buffer
 }
@@ -147,7 +173,7 @@ export class FrameReader {
       if (h === null || this.buffer.length < h.size + h.len) return
       const payload = this.buffer.subarray(h.size, h.size + h.len)
       this.buffer = this.buffer.subarray(h.size + h.len)
-      this.onFrame({ fin: h.fin, opcode: h.opcode, payload })
+      this.onFrame({ fin: h.fin, rsv1: h.rsv1, opcode: h.opcode, payload })
     }
   }
 
@@ -185,6 +211,8 @@ export function isUpgraded (x: Upgraded | HttpAnswer): x is Upgraded {
 
 export interface UpgradeOptions {
   host?: string
+  /** Speak TLS (wss); the server's certificate is not checked (the bench's is self-signed). */
+  tls?: boolean
   /** Extra or overriding request headers (`Host` included). */
   headers?: Record<string, string>
   timeoutMs?: number
@@ -205,12 +233,19 @@ export function upgrade (port: number, path = '/', options: UpgradeOptions = {})
   const { host = '127.0.0.1', headers = {}, timeoutMs = 10_000, onSocket, readBuffer } = options
   const key = randomBytes(16).toString('base64')
   let sink: (chunk: Buffer) => void = () => {}
-  const connect: net.NetConnectOpts = { port, host, noDelay: true }
-  if (readBuffer !== undefined) {
-    connect.onread = { buffer: readBuffer, callback: (n, buf) => { sink(Buffer.from(buf.buffer, buf.byteOffset, n)); return true } }
+  let socket: net.Socket
+  if (options.tls === true) { // TLS sockets have no `onread`: every read is a new buffer
+    socket = tls.connect({ port, host, rejectUnauthorized: false })
+    socket.setNoDelay(true)
+    socket.on('data', (chunk: Buffer) => sink(chunk))
+  } else {
+    const connect: net.NetConnectOpts = { port, host, noDelay: true }
+    if (readBuffer !== undefined) {
+      connect.onread = { buffer: readBuffer, callback: (n, buf) => { sink(Buffer.from(buf.buffer, buf.byteOffset, n)); return true } }
+    }
+    socket = net.connect(connect)
+    if (readBuffer === undefined) socket.on('data', (chunk: Buffer) => sink(chunk))
   }
-  const socket = net.connect(connect)
-  if (readBuffer === undefined) socket.on('data', (chunk: Buffer) => sink(chunk))
   onSocket?.(socket)
   const lines = [
     `GET ${path} HTTP/1.1`, 'Upgrade: websocket', 'Connection: Upgrade',
@@ -280,6 +315,10 @@ export interface Conn {
 
 export interface ConnectOptions {
   host?: string
+  /** wss: TLS without checking the certificate. */
+  tls?: boolean
+  /** Offer permessage-deflate; the upgrade fails unless the server accepts it. */
+  deflate?: boolean
   timeoutMs?: number
   headers?: Record<string, string>
   /**
@@ -291,10 +330,15 @@ export interface ConnectOptions {
 
 /** Opens a WebSocket and resolves once the server answered 101; anything else rejects. */
 export async function connectWs (port: number, path: string, options: ConnectOptions = {}): Promise<Conn> {
-  const { host, timeoutMs, headers, readBuffer } = options
-  const answer = await upgrade(port, path, { host, timeoutMs, headers, readBuffer })
+  const { host, timeoutMs, readBuffer, deflate = false } = options
+  const headers = deflate ? { 'Sec-WebSocket-Extensions': DEFLATE_OFFER, ...options.headers } : options.headers
+  const answer = await upgrade(port, path, { host, tls: options.tls, timeoutMs, headers, readBuffer })
   if (!isUpgraded(answer)) throw new Error(`upgrade refused: ${answer.status} ${answer.body.slice(0, 120)}`)
   const { socket, rest } = answer
+  if (deflate && !(answer.headers['sec-websocket-extensions'] ?? '').startsWith(DEFLATE_OFFER)) {
+    socket.destroy()
+    throw new Error('the server did not accept permessage-deflate')
+  }
   let onData: ((chunk: Buffer) => void) | null = null
   let pending: Buffer | null = rest.length > 0 ? Buffer.from(rest) : null
   const conn: Conn = {
@@ -350,7 +394,10 @@ export interface Message {
   data: Buffer
 }
 
-/** Whole data messages of one connection, in order, pings answered; for probes, not for load. */
+/**
+ * Whole data messages of one connection, in order, pings answered, compressed ones inflated; for
+ * probes, not for load (a fragmented message is one message per frame).
+ */
 export class MessageQueue {
   private readonly queue: Message[] = []
   private readonly waiters: Array<{ resolve: (m: Message) => void, reject: (err: Error) => void }> = []
@@ -360,10 +407,22 @@ export class MessageQueue {
     const reader = new FrameReader((f) => {
       if (f.opcode === OP_PING) conn.pong(f.payload)
       else if (f.opcode === OP_CLOSE) this.end(new Error(`the server closed with code ${f.payload.length >= 2 ? f.payload.readUInt16BE(0) : 'none'}`))
-      else if (f.opcode < 8) this.put({ binary: f.opcode === OP_BINARY, data: Buffer.from(f.payload) })
+      else if (f.opcode < 8 && !f.rsv1) this.put({ binary: f.opcode === OP_BINARY, data: Buffer.from(f.payload) })
+      else if (f.opcode < 8) this.putCompressed(f)
     })
     conn.onClose = () => this.end(new Error('the server closed the connection'))
     conn.start((chunk) => reader.push(Buffer.from(chunk)))
+  }
+
+  private putCompressed (f: ServerFrame): void {
+    let data: Buffer
+    try {
+      data = inflateMessage(f.payload)
+    } catch (err) {
+      this.end(new Error(`a compressed message did not inflate: ${(err as Error).message}`))
+      return
+    }
+    this.put({ binary: f.opcode === OP_BINARY, data })
   }
 
   private put (m: Message): void {

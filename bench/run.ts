@@ -77,7 +77,9 @@ const LAUNCH: Record<ServerName, () => Promise<Server>> = {
   baseline: () => startBaseline(),
   'socket.io': () => startSocketio(1),
   'echohub x2': () => startEchohubPair(scale),
-  'socket.io x2': () => startSocketio(2)
+  'socket.io x2': () => startSocketio(2),
+  'echohub deflate': () => startEchohub(scale, { tls: false, deflate: true }),
+  'echohub tls': () => startEchohub(scale, { tls: true, deflate: false })
 }
 
 async function main (): Promise<void> {

@@ -4,7 +4,7 @@ import type { ChildProcess } from 'node:child_process'
 import { CLK_TCK, fdCount, findProcess, rssBytes, sample, waitNs, type Sample } from './procfs.js'
 import { exited, readJsonLines, ROOM, sleep, startPinned, stopServer, waitExit, type Server } from './servers.js'
 
-export type ServerName = 'echohub' | 'baseline' | 'socket.io' | 'echohub x2' | 'socket.io x2'
+export type ServerName = 'echohub' | 'baseline' | 'socket.io' | 'echohub x2' | 'socket.io x2' | 'echohub deflate' | 'echohub tls'
 export type Metric = 'rate' | 'p50' | 'p99' | 'cpuPer1k' | 'rss' | 'rssPerConn'
 
 export const METRIC_NAMES: Record<Metric, string> = {
@@ -32,6 +32,8 @@ export interface Scenario {
   /** Echo and idle: the WebSocket path. */
   path: string
   size: number
+  /** What messages hold: English text (default), or random data that does not compress. */
+  payload?: 'text' | 'random'
   inflight: number
   /** Broadcast: every client joins one room and messages go to it. */
   room: boolean
@@ -121,6 +123,21 @@ function fanout (inflight: number): Scenario[] {
   ]
 }
 
+/**
+ * What `--compression` and TLS cost, beside echohub's plain figures: the same echo or broadcast with
+ * the transport on. Shown, not targets.
+ */
+function transport (kind: 'deflate' | 'tls', scenario: Omit<Scenario, 'servers' | 'ratios' | 'room' | 'path'> & { path?: string }): Scenario {
+  const of: ServerName = kind === 'deflate' ? 'echohub deflate' : 'echohub tls'
+  return {
+    path: '',
+    room: false,
+    ...scenario,
+    servers: ['echohub', of],
+    ratios: (['cpuPer1k', 'rate', 'p99'] as const).map((metric) => ({ metric, of, versus: 'echohub' as const }))
+  }
+}
+
 export const SCENARIOS: Scenario[] = [
   echo('echo-json-64B', '/', 64, 0.95),
   echo('echo-json-16KiB', '/', 16_384, 0.95),
@@ -141,6 +158,13 @@ export const SCENARIOS: Scenario[] = [
     servers: ['echohub', 'socket.io'],
     ratios: (['rssPerConn', 'cpuPer1k', 'p99', 'p50', 'rate'] as const).map((metric) => ({ metric, of: 'echohub' as const, versus: 'socket.io' as const }))
   },
+  transport('deflate', { name: 'deflate-echo-raw-16KiB-text', kind: 'echo', path: '/raw', size: 16_384, inflight: 1 }),
+  transport('deflate', { name: 'deflate-echo-raw-16KiB-random', kind: 'echo', path: '/raw', size: 16_384, payload: 'random', inflight: 1 }),
+  transport('deflate', { name: 'deflate-broadcast-8-4KiB-text', kind: 'broadcast', size: 4096, inflight: 8 }),
+  transport('deflate', { name: 'deflate-broadcast-8-4KiB-random', kind: 'broadcast', size: 4096, payload: 'random', inflight: 8 }),
+  transport('tls', { name: 'tls-echo-raw-64B', kind: 'echo', path: '/raw', size: 64, inflight: 1 }),
+  transport('tls', { name: 'tls-echo-raw-16KiB', kind: 'echo', path: '/raw', size: 16_384, inflight: 1 }),
+  transport('tls', { name: 'tls-broadcast-8', kind: 'broadcast', size: 64, inflight: 8 }),
   {
     name: 'idle',
     kind: 'idle',
@@ -191,7 +215,9 @@ interface LoadgenResult {
 /** Echo and broadcast: the generator signals the measured window; server CPU is read at its edges. */
 export async function runLoad (server: Server, scenario: Scenario, scale: Scale): Promise<RunResult> {
   const args = ['--mode', scenario.kind, '--size', String(scenario.size), '--inflight', String(scenario.inflight),
-    '--duration', String(scale.duration), '--warmup', String(scale.warmup)]
+    '--duration', String(scale.duration), '--warmup', String(scale.warmup), '--payload', scenario.payload ?? 'text']
+  if (server.transport.tls) args.push('--tls')
+  if (server.transport.deflate) args.push('--deflate')
   if (scenario.kind === 'echo') {
     args.push('--port', String(server.echoPort), '--path', scenario.path, '--conns', String(scale.conns))
   } else {

@@ -1,10 +1,12 @@
 // The servers the bench measures, each started as pinned child processes: echohub (one process, and
-// two on Redis), the hand-rolled `ws` baseline, and socket.io (one process, and two on Redis).
+// two on Redis, and one with --compression or over TLS), the hand-rolled `ws` baseline, and
+// socket.io (one process, and two on Redis).
 // Everything started is tracked and killed on exit; `probe` checks that a server answers a scenario
 // before it is loaded, so a scenario a build cannot serve is skipped with the reason.
 import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import http from 'node:http'
+import https from 'node:https'
 import net, { type AddressInfo } from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
@@ -22,9 +24,16 @@ const CLI = process.env.ECHOHUB_CLI ?? path.join(ROOT, 'dist/app/cli.js')
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
 export const ROOM = 'bench-room'
 
+/** How clients reach a server: over TLS (wss), with permessage-deflate. */
+export interface Transport {
+  tls: boolean
+  deflate: boolean
+}
+
 export interface Server {
   name: ServerName
   dialect: DialectName
+  transport: Transport
   children: ChildProcess[]
   /** Every server process: CPU and RSS are summed over them. */
   pids: number[]
@@ -110,8 +119,8 @@ export function readJsonLines (stream: Readable, onLine: (obj: Record<string, un
   })
 }
 
-function newServer (name: ServerName, dialect: DialectName): Server {
-  return { name, dialect, children: [], pids: [], chatPorts: [], tail: [], warnings: 0, firstWarning: null }
+function newServer (name: ServerName, dialect: DialectName, transport: Transport = { tls: false, deflate: false }): Server {
+  return { name, dialect, transport, children: [], pids: [], chatPorts: [], tail: [], warnings: 0, firstWarning: null }
 }
 
 /** Keeps the last lines a server printed, for error messages, and counts its warnings. */
@@ -141,9 +150,10 @@ export function freePort (): Promise<number> {
   })
 }
 
-function healthStatus (port: number): Promise<number> {
+function healthStatus (port: number, tls: boolean): Promise<number> {
   return new Promise((resolve) => {
-    const req = http.get({ host: '127.0.0.1', port, path: '/health', timeout: 1000 }, (res) => {
+    const options = { host: '127.0.0.1', port, path: '/health', timeout: 1000, rejectUnauthorized: false }
+    const req = (tls ? https : http).get(options, (res) => {
       res.resume()
       resolve(res.statusCode ?? 0)
     })
@@ -156,7 +166,7 @@ function healthStatus (port: number): Promise<number> {
 async function healthy (child: ChildProcess, server: Server, port: number, ms = 20_000): Promise<string | null> {
   const deadline = Date.now() + ms
   while (!exited(child) && Date.now() < deadline) {
-    if (await healthStatus(port) === 200) return null
+    if (await healthStatus(port, server.transport.tls) === 200) return null
     await sleep(100)
   }
   const last = server.tail.slice(-3).join(' | ')
@@ -196,12 +206,19 @@ async function startEchohubProcess (server: Server, args: string[], healthPorts:
   return null
 }
 
-export async function startEchohub (scale: Scale): Promise<Server> {
-  const server = newServer('echohub', 'echohub')
+/**
+ * One echohub process with the echo and chat servers; `--compression`, or TLS with a certificate
+ * made for the run (`--tls-self-signed`, kept in the project's .echohub/), when `transport` says so.
+ */
+export async function startEchohub (scale: Scale, transport: Transport = { tls: false, deflate: false }): Promise<Server> {
+  const name = transport.tls ? 'echohub tls' : transport.deflate ? 'echohub deflate' : 'echohub'
+  const server = newServer(name, 'echohub', transport)
   if (!existsSync(CLI)) return { ...server, missing: 'dist/app/cli.js not found (run npm run build)' }
   const echoPort = await freePort()
   const chatPort = await freePort()
   const args = [...echohubArgs(scale), '--only', 'echo,chat', '--echo-port', String(echoPort), '--chat-port', String(chatPort)]
+  if (transport.deflate) args.push('--compression')
+  if (transport.tls) args.push('--tls-self-signed')
   server.command = `echohub ${args.join(' ')}`
   const why = await startEchohubProcess(server, args, [echoPort, chatPort])
   if (why !== null) return { ...server, missing: why }
@@ -286,7 +303,7 @@ interface ChatClient {
 /** A chat client through the dialect's setup, as the load generator does it, with whole frames. */
 async function chatClient (server: Server, port: number, room: string | null): Promise<ChatClient> {
   const dialect = DIALECTS[server.dialect]
-  const conn = await connectWs(port, dialect.path, { timeoutMs: 3000 })
+  const conn = await connectWs(port, dialect.path, { timeoutMs: 3000, ...server.transport })
   const messages = new MessageQueue(conn)
   for (const step of dialect.setup(room)) {
     if (step.send !== undefined) conn.socket.write(encodeFrame(step.send))
@@ -312,8 +329,8 @@ async function expectDelivery (server: Server, client: ChatClient, payload: stri
   throw new Error(`${what} did not get the message`)
 }
 
-async function exchange (port: number, urlPath: string, send: string): Promise<string> {
-  const conn = await connectWs(port, urlPath, { timeoutMs: 3000 })
+async function exchange (server: Server, urlPath: string, send: string): Promise<string> {
+  const conn = await connectWs(server.echoPort!, urlPath, { timeoutMs: 3000, ...server.transport })
   try {
     const messages = new MessageQueue(conn)
     conn.socket.write(encodeFrame(send))
@@ -322,6 +339,9 @@ async function exchange (port: number, urlPath: string, send: string): Promise<s
     conn.socket.destroy()
   }
 }
+
+/** Long enough that a server with --compression sends it back compressed, which the probe inflates. */
+const PROBE_TEXT = 'probe '.repeat(200)
 
 export async function probe (server: Server, scenario: Scenario): Promise<string | null> {
   if (server.missing !== undefined) return server.missing
@@ -333,17 +353,17 @@ export async function probe (server: Server, scenario: Scenario): Promise<string
       // one client per process, the last one sends: it reaches every process or the probe fails
       for (const port of server.chatPorts) opened.push(await chatClient(server, port, room))
       const dialect = DIALECTS[server.dialect]
-      opened.at(-1)!.conn.socket.write(encodeFrame(dialect.publish(room, 'probe')))
-      for (const [i, conn] of opened.entries()) await expectDelivery(server, conn, 'probe', `a client on process ${i + 1}`)
+      opened.at(-1)!.conn.socket.write(encodeFrame(dialect.publish(room, PROBE_TEXT)))
+      for (const [i, conn] of opened.entries()) await expectDelivery(server, conn, PROBE_TEXT, `a client on process ${i + 1}`)
     } else if (scenario.kind === 'idle') {
-      const conn = await connectWs(server.echoPort!, scenario.path, { timeoutMs: 3000 })
+      const conn = await connectWs(server.echoPort!, scenario.path, { timeoutMs: 3000, ...server.transport })
       conn.socket.destroy()
     } else if (scenario.path === '/raw') {
-      const reply = await exchange(server.echoPort!, '/raw', 'probe')
-      if (reply !== 'probe') return `/raw answered ${reply.slice(0, 80)}`
+      const reply = await exchange(server, '/raw', PROBE_TEXT)
+      if (reply !== PROBE_TEXT) return `/raw answered ${reply.slice(0, 80)}`
     } else {
-      const reply = JSON.parse(await exchange(server.echoPort!, scenario.path, 'probe')) as { type?: unknown, original_message?: unknown }
-      if (reply.type !== 'echo' || reply.original_message !== 'probe') return `${scenario.path} answered ${JSON.stringify(reply).slice(0, 80)}`
+      const reply = JSON.parse(await exchange(server, scenario.path, PROBE_TEXT)) as { type?: unknown, original_message?: unknown }
+      if (reply.type !== 'echo' || reply.original_message !== PROBE_TEXT) return `${scenario.path} answered ${JSON.stringify(reply).slice(0, 80)}`
     }
     return null
   } catch (err) {

@@ -1,7 +1,9 @@
 // The raw WebSocket client the bench and these tests share: its framing must agree with RFC 6455
 // however the bytes are split across reads, or the bench counts wrong and the tests read garbage.
 import t from 'tap'
-import { encodeFrame, FrameCounter, FrameReader, type ServerFrame } from '../bench/raw-ws.js'
+import { pino } from 'pino'
+import { connectWs, deflateMessage, encodeFrame, FrameCounter, FrameReader, MessageQueue, OP_TEXT, type ServerFrame } from '../bench/raw-ws.js'
+import { parseConfig, startEchohub } from '../index.js'
 
 /** An unmasked frame as a server sends it. */
 function serverFrame (len: number, opcode = 1, fin = true): Buffer {
@@ -95,4 +97,25 @@ t.test('FrameReader returns whole frames across splits, and hands over the rest 
   const stopping = new FrameReader(() => stopping.stop())
   stopping.push(Buffer.concat([serverFrame(3), serverFrame(4)]))
   t.ok(stopping.rest().equals(serverFrame(4)), 'the frame after stop() is left in rest()')
+})
+
+t.test('over wss with permessage-deflate: pre-deflated frames go out, compressed replies come back and inflate', async (t) => {
+  t.chdir(t.testdir()) // --tls-self-signed keeps its certificate in .echohub/ here
+  const parsed = parseConfig(['--host', '127.0.0.1', '--echo-port', '0', '--only', 'echo', '--tls-self-signed', '--compression', '--log-level', 'silent'], {})
+  if (parsed.help) throw new Error('unexpected')
+  const hub = await startEchohub(parsed.config, { logger: pino({ level: 'silent' }) })
+  t.teardown(() => hub.close())
+  const port = hub.servers[0]!.port
+  const conn = await connectWs(port, '/raw', { tls: true, deflate: true })
+  t.teardown(() => conn.socket.destroy())
+  const messages = new MessageQueue(conn)
+  const text = 'the same words again '.repeat(500)
+  conn.socket.write(encodeFrame(deflateMessage(text), OP_TEXT, true, true))
+  conn.socket.write(encodeFrame('short'))
+  t.equal((await messages.next()).data.toString(), text, 'a compressed message sent and echoed compressed, inflated')
+  t.equal((await messages.next()).data.toString(), 'short', 'a plain one beside it')
+
+  const plain = await connectWs(port, '/raw', { tls: true })
+  t.teardown(() => plain.socket.destroy())
+  await t.rejects(connectWs(port, '/raw', { deflate: true, timeoutMs: 2000 }), 'plain TCP to a TLS port gets no upgrade')
 })
