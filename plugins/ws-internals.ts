@@ -1,10 +1,12 @@
-// The four places echohub relies on how `ws` and @fastify/websocket work inside, beyond their
+// The five places echohub relies on how `ws` and @fastify/websocket work inside, beyond their
 // documented API. Kept together, each with a test in test/ws-internals.test.ts that fails when a
 // new version changes the behaviour relied on (both packages are pinned with `~` for that reason).
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Socket } from 'node:net'
 import type { ServerOptions, WebSocket, WebSocketServer } from 'ws'
+import { DEFLATE_WINDOW_BITS } from '../src/compression.js'
+import type { DirectWriter } from '../src/chat/core.js'
 
 /** The ServerResponse @fastify/websocket made for each upgrade that echohub's own @fastify/websocket handles. */
 const upgradeResponses = new WeakMap<IncomingMessage, ServerResponse>()
@@ -39,16 +41,35 @@ export function releaseUpgrade (socket: WebSocket, request: FastifyRequest): voi
   if (request.raw.socket !== undefined && request.raw.socket !== null) response.detachSocket(request.raw.socket)
 }
 
+/** What of ws's own state `directSocket` reads. */
+interface WsInternals {
+  _extensions: Record<string, { params: { server_no_context_takeover?: boolean, server_max_window_bits?: number } | null } | undefined>
+  _sender: { _state: number }
+}
+
+/** ws's Sender state when it holds nothing back (not compressing, not reading a Blob). */
+const SENDER_IDLE = 0
+
 /**
- * The TCP socket under a WebSocket when pre-framed bytes may be written to it directly, else
- * undefined. Without extensions (no permessage-deflate) ws's Sender writes each frame straight to
- * that socket, in call order, so frames written past it keep their place among ws's own; and ws
- * counts the socket's unsent bytes in `bufferedAmount`, so slow-consumer checks still see them.
- * Never mix with `send` of a Blob (ws queues frames while it reads one).
+ * Where pre-framed bytes may be written to a WebSocket's TCP socket directly, else undefined.
+ * Without extensions ws's Sender writes each frame straight to that socket, in call order, so
+ * frames written past it keep their place among ws's own; and ws counts the socket's unsent bytes
+ * in `bufferedAmount`, so slow-consumer checks still see them. With permessage-deflate it is the
+ * same while the Sender is idle; while it compresses a frame it queues the ones after it, so direct
+ * bytes are written only while `deflate.idle()`. That needs server_no_context_takeover (a message
+ * compressed elsewhere would otherwise break the context ws's deflater and the client share) and a
+ * window of at least DEFLATE_WINDOW_BITS. Never mix with `send` of a Blob.
  */
-export function directSocket (socket: WebSocket, request: FastifyRequest): Socket | undefined {
+export function directSocket (socket: WebSocket, request: FastifyRequest): DirectWriter | undefined {
   const tcp = request.raw.socket
-  return tcp instanceof Socket && socket.extensions === '' ? tcp : undefined
+  if (!(tcp instanceof Socket)) return undefined
+  if (socket.extensions === '') return tcp
+  if (socket.extensions !== 'permessage-deflate') return undefined
+  const ws = socket as unknown as WsInternals
+  const params = ws._extensions['permessage-deflate']?.params
+  if (params?.server_no_context_takeover !== true || (params.server_max_window_bits ?? 15) < DEFLATE_WINDOW_BITS) return undefined
+  const sender = ws._sender
+  return { write: (data) => tcp.write(data), deflate: { idle: () => sender._state === SENDER_IDLE } }
 }
 
 /**

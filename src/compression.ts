@@ -1,5 +1,6 @@
 // permessage-deflate as echohub offers it (`--compression`): what ws negotiates and how much memory
-// each connection's zlib state may take.
+// each connection's zlib state may take, and one message compressed the way ws would send it.
+import zlib from 'node:zlib'
 import type { PerMessageDeflateOptions } from 'ws'
 
 /** Messages smaller than this go out uncompressed: deflating them costs more CPU than it saves bytes. */
@@ -22,4 +23,22 @@ export const PER_MESSAGE_DEFLATE: PerMessageDeflateOptions = {
   serverMaxWindowBits: 9,
   zlibDeflateOptions: { level: 1 },
   concurrencyLimit: 10
+}
+
+/** The smallest window a deflated message may need of the client's inflater (`server_max_window_bits`). */
+export const DEFLATE_WINDOW_BITS = 9
+
+/**
+ * One message compressed on its own, as permessage-deflate carries it (RFC 7692 §7.2.1: sync flush,
+ * the final 00 00 ff ff removed), with the settings above. With server_no_context_takeover each
+ * message stands alone, so these bytes inflate on every client that negotiated a window of at least
+ * DEFLATE_WINDOW_BITS: a broadcast is compressed once, not once per client.
+ */
+export function deflateMessage (data: Buffer): Buffer {
+  const out = zlib.deflateRawSync(data, {
+    level: PER_MESSAGE_DEFLATE.zlibDeflateOptions?.level,
+    windowBits: DEFLATE_WINDOW_BITS,
+    finishFlush: zlib.constants.Z_SYNC_FLUSH
+  })
+  return out.subarray(0, out.length - 4)
 }

@@ -2,6 +2,7 @@
 // adapter whose joins can be held back to show what happens meanwhile.
 import t from 'tap'
 import { setImmediate as nextTurn } from 'node:timers/promises'
+import zlib from 'node:zlib'
 import { ConnectionRegistry } from '../src/registry.js'
 import { ChatCore, type ChatClient, type ChatSocket, type DirectWriter } from '../src/chat/core.js'
 import { MemoryAdapter } from '../src/chat/memory-adapter.js'
@@ -30,6 +31,28 @@ class FakeSocket implements ChatSocket {
 class FakeWire implements DirectWriter {
   readonly writes: Buffer[] = []
   write (data: Buffer): boolean { this.writes.push(data); return true }
+}
+
+/** A client that negotiated permessage-deflate; `busy` plays ws's sender compressing a frame. */
+class FakeDeflateWire extends FakeWire {
+  busy = false
+  readonly deflate = { idle: () => !this.busy }
+}
+
+/** The messages in a run of server frames, inflating those with RSV1 set (each compressed on its own). */
+function unframe (bytes: Buffer): Array<{ deflated: boolean, text: string }> {
+  const out = []
+  for (let i = 0; i < bytes.length;) {
+    const deflated = (bytes[i]! & 0x40) !== 0
+    let len = bytes[i + 1]! & 0x7f
+    let at = i + 2
+    if (len === 126) { len = bytes.readUInt16BE(i + 2); at += 2 } else if (len === 127) { len = Number(bytes.readBigUInt64BE(i + 2)); at += 8 }
+    const payload = bytes.subarray(at, at + len)
+    const data = deflated ? zlib.inflateRawSync(Buffer.concat([payload, Buffer.from([0, 0, 0xff, 0xff])]), { finishFlush: zlib.constants.Z_SYNC_FLUSH }) : payload
+    out.push({ deflated, text: data.toString() })
+    i = at + len
+  }
+  return out
 }
 
 /** An in-memory adapter whose joins wait until released. */
@@ -89,6 +112,42 @@ t.test('broadcasts of one turn are framed once and written to each plain client 
   const bytes = wires[0]!.writes[0]!
   t.equal(bytes[0], 0x81, 'an unmasked final text frame')
   t.match(bytes.toString(), /"payload":"one".*"payload":"two"/s, 'both messages, in order')
+})
+
+t.test('clients with permessage-deflate get large messages compressed once for all of them, small ones as they are', async (t) => {
+  const { core, join, say } = setup({ chatMaxPayload: 65536 })
+  await core.start()
+  const plain = new FakeWire()
+  const deflating = [new FakeDeflateWire(), new FakeDeflateWire()]
+  const [sender] = [plain, ...deflating].map((w) => join(w))
+  const big = 'the same words again '.repeat(200)
+  say(sender!, { type: 'message', payload: 'small' })
+  say(sender!, { type: 'message', payload: big })
+  await nextTurn()
+  t.equal(deflating[0]!.writes.length, 1, 'one write per client')
+  t.equal(deflating[0]!.writes[0], deflating[1]!.writes[0], 'the very same buffer for both: compressed once')
+  const compressed = unframe(deflating[0]!.writes[0]!)
+  const asIs = unframe(plain.writes[0]!)
+  t.same(compressed.map((m) => m.deflated), [false, true], 'under 1 KiB as it is, the large one deflated')
+  t.same(asIs.map((m) => m.deflated), [false, false], 'plain clients get no compressed frame')
+  t.same(compressed.map((m) => m.text), asIs.map((m) => m.text), 'the same messages once inflated')
+  t.ok(deflating[0]!.writes[0]!.length < plain.writes[0]!.length / 4, 'and much smaller')
+})
+
+t.test('while a client\'s own sender compresses a frame, broadcasts to it go through its send, after that frame', async (t) => {
+  const { core, join, say } = setup()
+  await core.start()
+  const wire = new FakeDeflateWire()
+  const busy = join(wire)
+  wire.busy = true
+  say(join(), { type: 'message', payload: 'queued' })
+  await nextTurn()
+  t.same(wire.writes, [], 'nothing written past the sender')
+  t.same(busy.socket.take().map((f) => f.payload), ['queued'], 'sent through the socket instead')
+  wire.busy = false
+  say(join(), { type: 'message', payload: 'direct' })
+  await nextTurn()
+  t.equal(wire.writes.length, 1, 'once idle, written straight through again')
 })
 
 t.test('a reply never overtakes a broadcast already queued for its client', async (t) => {

@@ -5,7 +5,8 @@ import websocket from '@fastify/websocket'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { WebSocket } from 'ws'
 import { directSocket, raiseMaxPayload, releaseUpgrade, rememberUpgrade, replaceHandleProtocols } from '../plugins/ws-internals.js'
-import { textFrame } from '../src/frames.js'
+import { dataFrame, textFrame } from '../src/frames.js'
+import { deflateMessage, PER_MESSAGE_DEFLATE } from '../src/compression.js'
 import { closed, connect, listen, nextMessage } from './helpers/index.js'
 import { isUpgraded, rawUpgrade } from './helpers/raw.js'
 
@@ -47,19 +48,19 @@ t.test('directSocket: frames written to the TCP socket keep their place among ws
   const { url } = await listen(t, async (app) => {
     await app.register(websocket)
     app.get('/', { websocket: true }, (socket: WebSocket, request: FastifyRequest) => {
-      const tcp = directSocket(socket, request)
-      if (tcp === undefined) {
-        socket.close(1011, 'no direct socket')
+      const direct = directSocket(socket, request)
+      if (direct === undefined || direct.deflate !== undefined) {
+        socket.close(1011, 'no plain direct socket')
         return
       }
       socket.send('one')
-      tcp.write(textFrame(Buffer.from('two')))
+      direct.write(textFrame(Buffer.from('two')))
       socket.send('three')
       const before = socket.bufferedAmount
-      tcp.cork()
-      tcp.write(textFrame(Buffer.alloc(1000, 'x')))
+      request.raw.socket.cork()
+      direct.write(textFrame(Buffer.alloc(1000, 'x')))
       buffered = { before, during: socket.bufferedAmount }
-      tcp.uncork()
+      request.raw.socket.uncork()
     })
   })
   const ws = await connect(t, url)
@@ -70,7 +71,34 @@ t.test('directSocket: frames written to the TCP socket keep their place among ws
   t.ok(buffered !== undefined && buffered.during - buffered.before >= 1000, 'bytes waiting in the TCP socket count in bufferedAmount')
 })
 
-t.test('directSocket: none when permessage-deflate is on', async (t) => {
+t.test('directSocket with permessage-deflate: busy while ws compresses a frame, and a message deflated once inflates on the client', async (t) => {
+  const idle: boolean[] = []
+  const { url } = await listen(t, async (app) => {
+    await app.register(websocket, { options: { perMessageDeflate: PER_MESSAGE_DEFLATE } })
+    app.get('/', { websocket: true }, (socket: WebSocket, request: FastifyRequest) => {
+      const direct = directSocket(socket, request)
+      if (direct?.deflate === undefined) {
+        socket.close(1011, 'no deflating direct socket')
+        return
+      }
+      idle.push(direct.deflate.idle())
+      socket.send('one '.repeat(1000), () => {
+        idle.push(direct.deflate!.idle())
+        direct.write(dataFrame(deflateMessage(Buffer.from('two '.repeat(1000))), false, true))
+        socket.send('three')
+      })
+      idle.push(direct.deflate.idle()) // ws compresses 'one' off the main thread meanwhile
+    })
+  })
+  const ws = await connect(t, url, { perMessageDeflate: true })
+  const texts = []
+  for (let i = 0; i < 3; i++) texts.push((await nextMessage(ws)).text)
+  t.match(ws.extensions, /^permessage-deflate/, 'compression was negotiated')
+  t.same(texts, ['one '.repeat(1000), 'two '.repeat(1000), 'three'], 'in order, the directly written one inflated by the ws client')
+  t.same(idle, [true, false, true], 'idle, then busy while ws compresses, then idle once it has sent')
+})
+
+t.test('directSocket: none when permessage-deflate keeps the server\'s context between messages', async (t) => {
   let direct: unknown = 'unset'
   const { url } = await listen(t, async (app) => {
     await app.register(websocket, { options: { perMessageDeflate: true } })
@@ -82,7 +110,7 @@ t.test('directSocket: none when permessage-deflate is on', async (t) => {
   const ws = await connect(t, url, { perMessageDeflate: true })
   await nextMessage(ws)
   t.equal(ws.extensions.includes('permessage-deflate'), true, 'compression was negotiated')
-  t.equal(direct, undefined)
+  t.equal(direct, undefined, 'a message compressed elsewhere would break the context ws and the client share')
 })
 
 t.test('raiseMaxPayload: ws reads maxPayload at each upgrade, so raising it after the server is built works', async (t) => {

@@ -24,7 +24,8 @@ import {
   type JsonValue
 } from '../chat-messages.js'
 import { TokenBucket } from '../rate-limit.js'
-import { textFrame } from '../frames.js'
+import { dataFrame, textFrame } from '../frames.js'
+import { COMPRESSION_THRESHOLD, deflateMessage } from '../compression.js'
 import { logsAt, preview } from '../format.js'
 import { publicUser, TOKEN_EXPIRED_CODE, TOKEN_EXPIRED_REASON, type User } from '../auth/user.js'
 import { roomAllowed } from '../auth/rooms.js'
@@ -40,9 +41,40 @@ export interface ChatSocket {
   terminate: () => void
 }
 
-/** Where pre-framed bytes may be written straight through (the TCP socket under a plain WebSocket). */
+/** Where pre-framed bytes may be written straight through (the TCP socket under the WebSocket). */
 export interface DirectWriter {
   write: (data: Buffer) => boolean
+  /**
+   * Set when the client negotiated permessage-deflate (each message compressed on its own): it
+   * gets messages from the threshold up deflated, and only while `idle()` says the socket's own
+   * sender holds nothing back, or the bytes would overtake a frame it is still compressing.
+   */
+  deflate?: { idle: () => boolean }
+}
+
+/** One room's messages of a flush, framed once for every receiver that takes pre-framed bytes. */
+class FramedBatch {
+  readonly messages: ReadonlyArray<{ data: Buffer }>
+  readonly bytes: number
+  readonly framed: Buffer
+  #deflated: Buffer | undefined
+
+  constructor (messages: ReadonlyArray<{ data: Buffer }>, bytes: number) {
+    this.messages = messages
+    this.bytes = bytes
+    this.framed = messages.length === 1 ? textFrame(messages[0]!.data) : Buffer.concat(messages.map((m) => textFrame(m.data)))
+  }
+
+  /** The frames for clients with permessage-deflate: each large message compressed once for all of them. */
+  deflated (): Buffer {
+    if (this.#deflated === undefined) {
+      const large = this.messages.some((m) => m.data.length >= COMPRESSION_THRESHOLD)
+      this.#deflated = large
+        ? Buffer.concat(this.messages.map((m) => m.data.length >= COMPRESSION_THRESHOLD ? dataFrame(deflateMessage(m.data), false, true) : textFrame(m.data)))
+        : this.framed
+    }
+    return this.#deflated
+  }
 }
 
 /** A pino-like logger: the core logs through the one of the request that opened each connection. */
@@ -595,26 +627,27 @@ export class ChatCore<Context = unknown> {
     for (const [room, { messages, bytes }] of targets) {
       const recipients = room === null ? undefined : this.#rooms.get(room)
       if (room !== null && recipients === undefined) continue
-      const framed = messages.length === 1 ? textFrame(messages[0]!.data) : Buffer.concat(messages.map((m) => textFrame(m.data)))
+      const batch = new FramedBatch(messages, bytes)
       if (recipients === undefined) {
-        for (const client of this.clients) this.#write(client, framed, messages, bytes)
+        for (const client of this.clients) this.#write(client, batch)
       } else {
         for (const [client, membership] of recipients) {
           if (membership.buffer !== undefined) membership.buffer.push(...messages)
-          else this.#write(client, framed, messages, bytes)
+          else this.#write(client, batch)
         }
       }
     }
   }
 
   /** One client's share of a flush: the pre-framed bytes in one write where it can take them. */
-  #write (client: ChatClient<Context>, framed: Buffer, messages: ReadonlyArray<{ data: Buffer }>, bytes: number): void {
+  #write (client: ChatClient<Context>, batch: FramedBatch): void {
     if (client.socket.readyState !== OPEN) return
-    if (client.direct !== undefined) {
-      client.direct.write(framed)
-      client.conn.sent(bytes, messages.length)
+    const { direct } = client
+    if (direct !== undefined && (direct.deflate === undefined || direct.deflate.idle())) {
+      direct.write(direct.deflate === undefined ? batch.framed : batch.deflated())
+      client.conn.sent(batch.bytes, batch.messages.length)
     } else {
-      for (const { data } of messages) {
+      for (const { data } of batch.messages) {
         client.socket.send(data, TEXT)
         client.conn.sent(data.length)
       }
