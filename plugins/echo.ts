@@ -176,15 +176,23 @@ function expire (socket: EchoSocket): void {
   socket.close(TOKEN_EXPIRED_CODE, TOKEN_EXPIRED_REASON)
 }
 
-function onMessage (this: WebSocket, data: Buffer, isBinary: boolean): void {
-  const { endpoint, conn, log, raw } = stateOf(this)
+/** Counts a received message and refuses one over the cap; false when it must not be answered. */
+function admit (socket: WebSocket, data: Buffer, isBinary: boolean): boolean {
+  const { endpoint, conn, log } = stateOf(socket)
   const { settings } = endpoint
   conn.received(data.length)
   if (data.length > settings.maxPayload) {
-    tooBig(endpoint.registry, log, this, conn, settings.maxPayload)
-    return
+    tooBig(endpoint.registry, log, socket, conn, settings.maxPayload)
+    return false
   }
   if (settings.debug) logFrame(log, conn, 'frame received', conn.messagesReceived, data, isBinary)
+  return true
+}
+
+function onMessage (this: WebSocket, data: Buffer, isBinary: boolean): void {
+  if (!admit(this, data, isBinary)) return
+  const { endpoint, conn, log, raw } = stateOf(this)
+  const { settings } = endpoint
   // With debug's frame lines on, the info lines would say the same again.
   const infoOn = logsAt(log, 'info') && !(settings.debug && logsAt(log, 'debug'))
   if (raw || isBinary) {
@@ -200,14 +208,8 @@ function onMessage (this: WebSocket, data: Buffer, isBinary: boolean): void {
 
 /** onMessage for a connection with lab controls: the same reply, handed to its LabSession. */
 function onLabMessage (this: WebSocket, data: Buffer, isBinary: boolean): void {
+  if (!admit(this, data, isBinary)) return
   const { endpoint, conn, log, raw, lab } = stateOf(this)
-  const { settings } = endpoint
-  conn.received(data.length)
-  if (data.length > settings.maxPayload) {
-    tooBig(endpoint.registry, log, this, conn, settings.maxPayload)
-    return
-  }
-  if (settings.debug) logFrame(log, conn, 'frame received', conn.messagesReceived, data, isBinary)
   const plain = raw || isBinary
   const text = plain ? '' : data.toString()
   if (logsAt(log, 'info')) log.info({ client: conn.peer, n: conn.messagesReceived, ...(isBinary ? { bytes: data.length } : { text: preview(plain ? data.toString() : text) }) }, 'message received')

@@ -178,6 +178,23 @@ export function parseHex (text) {
   return bytes
 }
 
+/**
+ * The bytes typed in a hex field, or null when they do not parse: then `error` says why and the
+ * field is marked invalid until the next good value.
+ */
+export function hexField (input, error) {
+  try {
+    const bytes = parseHex(input.value)
+    error.textContent = ''
+    input.removeAttribute('aria-invalid')
+    return bytes
+  } catch (err) {
+    error.textContent = err.message
+    input.setAttribute('aria-invalid', 'true')
+    return null
+  }
+}
+
 export function sameBytes (a, b) {
   if (a.length !== b.length) return false
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false

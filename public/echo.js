@@ -1,6 +1,6 @@
 // The echo tester: connect to an echo server of this process (ports from `api/servers`, host from
 // the page's own address), send text or binary, and see each envelope, welcome and echoed byte.
-import { $, FrameLog, describeClose, hasToken, loadServers, maskToken, parseHex, sameBytes, toHex, utf8Length, whyRefused, withToken, wsUrl } from './common.js'
+import { $, FrameLog, describeClose, hasToken, loadServers, maskToken, hexField, sameBytes, toHex, utf8Length, whyRefused, withToken, wsUrl } from './common.js'
 
 const view = {
   connectForm: $('#connect-form'),
@@ -181,16 +181,8 @@ view.text.addEventListener('keydown', (event) => {
 view.binaryForm.addEventListener('submit', (event) => {
   event.preventDefault()
   if (!socket || socket.readyState !== WebSocket.OPEN) return
-  let bytes
-  try {
-    bytes = parseHex(view.hex.value)
-  } catch (err) {
-    view.hexError.textContent = err.message
-    view.hex.setAttribute('aria-invalid', 'true')
-    return
-  }
-  view.hexError.textContent = ''
-  view.hex.setAttribute('aria-invalid', 'false')
+  const bytes = hexField(view.hex, view.hexError)
+  if (bytes === null) return
   socket.send(bytes)
   pending.push({ kind: 'binary', data: bytes })
   log.add({ dir: 'out', type: 'binary', summary: `${bytes.length} bytes`, raw: toHex(bytes) })

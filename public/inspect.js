@@ -1,7 +1,7 @@
 // The inspector: the process's live connections (from the WebSocket `inspect/ws`, on this page's
 // own origin) and the frames of the one picked, both ways, with buttons that act on it. Everything
 // the server sends is put on the page with textContent, never parsed as HTML.
-import { $, FrameLog, clock, describeClose, el, formatBytes, parseHex, wsUrl } from './common.js'
+import { $, FrameLog, clock, describeClose, el, formatBytes, hexField, wsUrl } from './common.js'
 
 const view = {
   state: $('#state'),
@@ -147,16 +147,8 @@ view.textForm.addEventListener('submit', (event) => {
 })
 view.binaryForm.addEventListener('submit', (event) => {
   event.preventDefault()
-  let bytes
-  try {
-    bytes = parseHex(view.hex.value)
-  } catch (err) {
-    view.hexError.textContent = err.message
-    view.hex.setAttribute('aria-invalid', 'true')
-    return
-  }
-  view.hexError.textContent = ''
-  view.hex.removeAttribute('aria-invalid')
+  const bytes = hexField(view.hex, view.hexError)
+  if (bytes === null) return
   act('send', { binary: btoa(String.fromCharCode(...bytes)) })
 })
 view.closeForm.addEventListener('submit', (event) => {

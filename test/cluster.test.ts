@@ -8,6 +8,7 @@ import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { pino } from 'pino'
 import { parseConfig, startEchohub, type Echohub } from '../index.js'
+import { eventually } from './helpers/index.js'
 import { joinChat, type ChatClient, type Frame } from './helpers/chat.js'
 import { CLIENT_ID_SPAN } from '../src/chat/redis-adapter.js'
 import { REDIS_URL, ownRedis, redisMissing, redisServerMissing, testPrefix } from './helpers/redis.js'
@@ -203,13 +204,9 @@ async function hub (t: Test, redisUrl: string, prefix: string): Promise<{ hub: E
 }
 
 async function healthIs (http: string, status: string, ms = 15_000): Promise<Record<string, any>> {
-  const deadline = Date.now() + ms
-  for (;;) {
-    const { body } = await json(`${http}/health`)
-    if (body.status === status) return body
-    if (Date.now() > deadline) throw new Error(`/health still says ${String(body.status)}, not ${status}`)
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
+  let body: Record<string, any> = {}
+  await eventually(async () => (body = (await json(`${http}/health`)).body).status === status, `/health to say ${status}`, ms)
+  return body
 }
 
 t.test('Redis stopped and started under two instances: degraded, local chat, then back by itself', { skip: serverMissing ?? false }, async (t) => {

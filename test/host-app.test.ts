@@ -7,9 +7,9 @@ import t, { type Test } from 'tap'
 import http from 'node:http'
 import { randomBytes } from 'node:crypto'
 import websocket from '@fastify/websocket'
-import Fastify, { type FastifyInstance, type FastifyPluginAsync, type FastifyServerOptions } from 'fastify'
+import type { FastifyInstance, FastifyPluginAsync, FastifyServerOptions } from 'fastify'
 import { echo, echohubRegistry, SHUTDOWN_REASON, type RegistryPluginOptions } from '../index.js'
-import { closed, connect, nextMessage, until } from './helpers/index.js'
+import { closed, connect, listen, nextMessage, until } from './helpers/index.js'
 import { frame, isUpgraded, readFrames, rawUpgrade, type HttpAnswer } from './helpers/raw.js'
 
 interface Variant {
@@ -53,7 +53,7 @@ async function hostApp (t: Test, variant: Variant, options: RegistryPluginOption
     await app.register(echohubRegistry, options)
     await app.register(echo, { path: '/echo' })
   }
-  return await listen(t, fastifyOptions, async (app) => {
+  return await listen(t, async (app) => {
     if (variant.appWebsocket) await app.register(websocket)
     if (variant.appFirst) {
       await app.register(appHttp)
@@ -65,7 +65,7 @@ async function hostApp (t: Test, variant: Variant, options: RegistryPluginOption
       await app.register(appHttp)
       await app.register(appWs)
     }
-  })
+  }, fastifyOptions)
 }
 
 /**
@@ -96,17 +96,6 @@ function tryUpgrade (port: number, path: string): Promise<{ status: number, body
     })
     request.on('error', () => resolve({ status: 0, body: '' }))
   })
-}
-
-/** Like the helpers' `listen`, with Fastify options. */
-async function listen (t: Test, options: FastifyServerOptions, setup: (app: FastifyInstance) => Promise<void>) {
-  const app = Fastify({ logger: false, ...options })
-  t.teardown(() => app.close())
-  await setup(app)
-  await app.listen({ host: '127.0.0.1', port: 0 })
-  const address = app.server.address()
-  if (address === null || typeof address === 'string') throw new Error('not listening on a port')
-  return { app, port: address.port, url: `ws://127.0.0.1:${address.port}` }
 }
 
 function refused (answer: Awaited<ReturnType<typeof rawUpgrade>>): HttpAnswer {

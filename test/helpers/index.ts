@@ -1,11 +1,11 @@
 // Shared test plumbing: apps on 127.0.0.1 port 0 closed in teardown, ws clients, and awaitable events.
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import { WebSocket, type ClientOptions } from 'ws'
 import type { Test } from 'tap'
 
-/** Builds an app, lets `setup` register plugins, listens on 127.0.0.1:0 and closes it in teardown. */
-export async function listen (t: Test, setup: (app: FastifyInstance) => Promise<void>): Promise<{ app: FastifyInstance, port: number, url: string }> {
-  const app = Fastify({ logger: false })
+/** Builds an app (with `options`), lets `setup` register plugins, listens on 127.0.0.1:0 and closes it in teardown. */
+export async function listen (t: Test, setup: (app: FastifyInstance) => Promise<void>, options: FastifyServerOptions = {}): Promise<{ app: FastifyInstance, port: number, url: string }> {
+  const app = Fastify({ logger: false, ...options })
   t.teardown(() => app.close())
   await setup(app)
   await app.listen({ host: '127.0.0.1', port: 0 })
