@@ -4,7 +4,6 @@ import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto'
 import { chmod, mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
-import { generate } from 'selfsigned'
 import { TlsFileError } from './errors.js'
 
 export interface TlsMaterial {
@@ -131,6 +130,8 @@ async function makeSelfSigned (dir: string, certFile: string, keyFile: string, h
   const notBeforeDate = new Date(Date.now() - 60_000) // a device whose clock is a little behind still accepts it
   const notAfterDate = new Date(notBeforeDate.getTime() + VALID_DAYS * 24 * 3600 * 1000)
   const altNames = hosts.map((h) => h.includes(':') || /^\d/.test(h) ? { type: 7 as const, ip: h } : { type: 2 as const, value: h })
+  // Loaded here, not at start: it is a large module that only --tls-self-signed needs, once.
+  const { generate } = await import('selfsigned')
   // RSA rather than EC: the TLS stacks of small devices all speak it.
   const pems = await generate([{ name: 'commonName', value: 'localhost' }, { name: 'organizationName', value: 'echohub self-signed' }], {
     keyType: 'rsa',

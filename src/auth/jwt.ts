@@ -2,7 +2,7 @@
 // ES512) with a PEM public key. The algorithm is pinned to the key, so neither an unsigned (`none`)
 // token nor one HMAC-signed with the public key as its secret gets through.
 import { createPublicKey, type KeyObject } from 'node:crypto'
-import { decodeProtectedHeader, errors, jwtVerify, type JWTPayload } from 'jose'
+import type { JWTPayload } from 'jose'
 import { InvalidTokenError, TokenExpiredError } from '../errors.js'
 import type { User } from './user.js'
 
@@ -63,6 +63,11 @@ export function secretKey (secret: string | Uint8Array): Key {
   return { key, algorithm: 'HS256' }
 }
 
+type Jose = typeof import('jose')
+let jose: Promise<Jose> | undefined
+/** `jose`, loaded at the first token rather than at start: a server without tokens never needs it. */
+const loadJose = (): Promise<Jose> => (jose ??= import('jose'))
+
 /** Builds a verifier; throws a plain-words Error naming the problem with the options. */
 export function createJwtVerifier (options: JwtOptions): JwtVerifier {
   if ((options.secret === undefined) === (options.publicKey === undefined)) {
@@ -80,11 +85,12 @@ export function createJwtVerifier (options: JwtOptions): JwtVerifier {
   return {
     algorithm,
     async verify (token: string): Promise<User> {
+      const jose = await loadJose()
       let payload: JWTPayload
       try {
-        ({ payload } = await jwtVerify(token, key, verifyOptions))
+        ({ payload } = await jose.jwtVerify(token, key, verifyOptions))
       } catch (err) {
-        throw refusal(err, token, algorithm)
+        throw refusal(jose, err, token, algorithm)
       }
       // jose allows `exp` the clock tolerance too; a connection's lifetime is held to this server's clock.
       if (payload.exp !== undefined && payload.exp * 1000 <= Date.now()) {
@@ -119,13 +125,13 @@ export function userFromClaims (payload: JWTPayload): User {
 }
 
 /** jose's error as the client is told it: which check failed, never the token itself. */
-function refusal (err: unknown, token: string, algorithm: string): Error {
+function refusal ({ errors, decodeProtectedHeader }: Jose, err: unknown, token: string, algorithm: string): Error {
   if (err instanceof errors.JWTExpired) {
     const exp = err.payload.exp
     return new TokenExpiredError(typeof exp === 'number' ? `the token expired at ${new Date(exp * 1000).toISOString()}` : 'the token has expired')
   }
   if (err instanceof errors.JOSEAlgNotAllowed) {
-    return new InvalidTokenError(`the token is signed with ${headerAlgorithm(token)}; this server accepts only ${algorithm}`)
+    return new InvalidTokenError(`the token is signed with ${headerAlgorithm(token, decodeProtectedHeader)}; this server accepts only ${algorithm}`)
   }
   if (err instanceof errors.JWSSignatureVerificationFailed) {
     return new InvalidTokenError('the token\'s signature does not match this server\'s key')
@@ -142,7 +148,7 @@ function refusal (err: unknown, token: string, algorithm: string): Error {
   return new InvalidTokenError('the token is not a well-formed JWT (header.payload.signature, base64url)')
 }
 
-function headerAlgorithm (token: string): string {
+function headerAlgorithm (token: string, decodeProtectedHeader: Jose['decodeProtectedHeader']): string {
   try {
     const alg = decodeProtectedHeader(token).alg
     return typeof alg === 'string' ? JSON.stringify(alg.slice(0, 20)) : 'no algorithm'
