@@ -6,7 +6,7 @@ import type { WebSocket } from 'ws'
 import { addEndpoint, endpointPlugin, requestUser, socketError, tooBig, upgradeRequired } from './registry.js'
 import { releaseUpgrade } from './ws-internals.js'
 import type { Connection, ConnectionRegistry, EndpointStats } from '../src/registry.js'
-import { echoEnvelopeSerializer, echoWelcome } from '../src/messages.js'
+import { echoEnvelopeWriter, echoWelcome } from '../src/messages.js'
 import { booleanOption, integerOption, knownOptions, pathOption, stringOption, type OptionKeys } from '../src/options.js'
 import { hexPreview, logsAt, preview } from '../src/format.js'
 import { InvalidOptionError } from '../src/errors.js'
@@ -94,7 +94,7 @@ interface EchoEndpoint {
   registry: ConnectionRegistry
   stats: EndpointStats
   settings: Settings
-  envelope: ReturnType<typeof echoEnvelopeSerializer>
+  envelope: ReturnType<typeof echoEnvelopeWriter>
 }
 
 /** A connection's state, kept on its socket so one set of listener functions serves every socket. */
@@ -117,7 +117,7 @@ const echoRoutes: FastifyPluginAsync<EchoOptions> = async (app, opts) => {
   const registry = app.echohub
   const stats = addEndpoint(app, PLUGIN, settings.name)
   stats.limits.max_payload = settings.maxPayload
-  const endpoint: EchoEndpoint = { registry, stats, settings, envelope: echoEnvelopeSerializer(settings.serverInfo) }
+  const endpoint: EchoEndpoint = { registry, stats, settings, envelope: echoEnvelopeWriter(settings.serverInfo) }
 
   // The lab's controls are read before the upgrade, so a bad one is an HTTP 400 naming it.
   app.addHook('onRequest', async (request, reply) => {
@@ -195,14 +195,12 @@ function onMessage (this: WebSocket, data: Buffer, isBinary: boolean): void {
   const { settings } = endpoint
   // With debug's frame lines on, the info lines would say the same again.
   const infoOn = logsAt(log, 'info') && !(settings.debug && logsAt(log, 'debug'))
+  if (infoOn) log.info({ client: conn.peer, n: conn.messagesReceived, ...received(data, isBinary) }, 'message received')
   if (raw || isBinary) {
-    if (infoOn) log.info({ client: conn.peer, n: conn.messagesReceived, ...(isBinary ? { bytes: data.length } : { text: preview(data.toString()) }) }, 'message received')
     reply(this, data, isBinary)
     return
   }
-  const text = data.toString()
-  if (infoOn) log.info({ client: conn.peer, n: conn.messagesReceived, text: preview(text) }, 'message received')
-  reply(this, Buffer.from(endpoint.envelope(text, conn.peer, conn.messagesReceived)), false)
+  reply(this, endpoint.envelope(data, conn.peer, conn.messagesReceived), false)
   if (infoOn) log.info({ client: conn.peer, message_id: conn.messagesReceived }, 'echo sent')
 }
 
@@ -210,10 +208,13 @@ function onMessage (this: WebSocket, data: Buffer, isBinary: boolean): void {
 function onLabMessage (this: WebSocket, data: Buffer, isBinary: boolean): void {
   if (!admit(this, data, isBinary)) return
   const { endpoint, conn, log, raw, lab } = stateOf(this)
-  const plain = raw || isBinary
-  const text = plain ? '' : data.toString()
-  if (logsAt(log, 'info')) log.info({ client: conn.peer, n: conn.messagesReceived, ...(isBinary ? { bytes: data.length } : { text: preview(plain ? data.toString() : text) }) }, 'message received')
-  lab!.reply(plain ? data : Buffer.from(endpoint.envelope(text, conn.peer, conn.messagesReceived)), isBinary)
+  if (logsAt(log, 'info')) log.info({ client: conn.peer, n: conn.messagesReceived, ...received(data, isBinary) }, 'message received')
+  lab!.reply(raw || isBinary ? data : endpoint.envelope(data, conn.peer, conn.messagesReceived), isBinary)
+}
+
+/** What the `message received` line says of a message: its size if binary, else the start of its text. */
+function received (data: Buffer, isBinary: boolean): { bytes: number } | { text: string } {
+  return isBinary ? { bytes: data.length } : { text: preview(data.toString()) }
 }
 
 function onError (this: WebSocket, err: NodeJS.ErrnoException): void {
