@@ -4,8 +4,10 @@ import type { FastifyBaseLogger, FastifyPluginAsync, FastifyRequest } from 'fast
 import type { IncomingMessage } from 'node:http'
 import type { WebSocket } from 'ws'
 import { addEndpoint, endpointPlugin, requestUser, socketError, tooBig, upgradeRequired } from './registry.js'
-import { releaseUpgrade } from './ws-internals.js'
+import { directSocket, releaseUpgrade } from './ws-internals.js'
 import type { Connection, ConnectionRegistry, EndpointStats } from '../src/registry.js'
+import type { DirectWriter } from '../src/chat/core.js'
+import { dataFrame } from '../src/frames.js'
 import { echoEnvelopeWriter, echoWelcome } from '../src/messages.js'
 import { booleanOption, integerOption, knownOptions, pathOption, stringOption, type OptionKeys } from '../src/options.js'
 import { hexPreview, logsAt, preview } from '../src/format.js'
@@ -15,6 +17,7 @@ import { redactToken } from '../src/access.js'
 import { publicUser, TOKEN_EXPIRED_CODE, TOKEN_EXPIRED_REASON } from '../src/auth/user.js'
 import { parseControls, type Controls } from '../src/lab/controls.js'
 import { LabSession } from '../src/lab/session.js'
+import { onWatched } from '../src/lab/inspector.js'
 import { clientPeer, offerSubprotocols, subprotocolsOption } from './transport.js'
 
 export interface EchoOptions {
@@ -47,6 +50,14 @@ export const ECHO_MAX_PAYLOAD = DEFAULT_LIMITS.echoMaxPayload
 export const ECHO_HIGH_WATER = 1024 * 1024
 const TEXT = { binary: false } as const
 const BINARY = { binary: true } as const
+/**
+ * Replies up to this size are framed here and written to the TCP socket in one write, rather than
+ * handed to ws, which writes a frame's header and payload as two (cork, write, write, uncork):
+ * for a small echo that write path costs more than the echo itself. The frame is then carved
+ * from Node's shared buffer pool (allocUnsafe pools under half its size), so it costs no
+ * allocation of its own; larger replies go through ws and are never copied.
+ */
+const DIRECT_MAX = (Buffer.poolSize >>> 1) - 5
 
 interface Settings {
   name: string
@@ -106,6 +117,8 @@ interface EchoState {
   raw: boolean
   /** The device lab's controls at work on this connection; none on a plain one. */
   lab: LabSession | undefined
+  /** Where small replies are written pre-framed: the TCP socket, with no extension negotiated and no inspector watching. */
+  direct: DirectWriter | undefined
 }
 
 const kEcho = Symbol('echohub.echo')
@@ -154,7 +167,11 @@ function accept (endpoint: EchoEndpoint, ws: WebSocket, request: FastifyRequest,
   const lab = controls === undefined
     ? undefined
     : new LabSession({ socket, conn, registry, controls, raw, highWater: ECHO_HIGH_WATER, log })
-  socket[kEcho] = { endpoint, conn, log, raw, lab }
+  // Compressed replies are ws's to write, and a lab session writes its own.
+  const direct = lab === undefined && socket.extensions === '' ? directSocket(socket, request) : undefined
+  socket[kEcho] = { endpoint, conn, log, raw, lab, direct }
+  // An inspector sees frames through ws's send: while one watches, replies go that way.
+  if (direct !== undefined) onWatched(socket, (watched) => { socket[kEcho].direct = watched ? undefined : direct })
   log.info({ client: conn.peer, ...(user === undefined ? {} : { user: user.id }), connections: registry.connections.size, path: redactToken(request.url) }, 'client connected')
   // Echo text is echoed, so an echo client cannot refresh in-band: it reconnects with a new token.
   if (user?.expiresAt !== undefined) conn.expireAt(user.expiresAt, () => expire(socket))
@@ -234,11 +251,12 @@ function onClose (this: WebSocket, code: number, reason: Buffer): void {
  * crossed the mark has been written out.
  */
 function reply (socket: WebSocket, data: Buffer, isBinary: boolean): void {
-  const { endpoint, conn, log } = stateOf(socket)
+  const { endpoint, conn, log, direct } = stateOf(socket)
   conn.sent(data.length)
   if (endpoint.settings.debug) logFrame(log, conn, 'frame sent', conn.messagesSent, data, isBinary)
   if (socket.bufferedAmount + data.length <= ECHO_HIGH_WATER || socket.isPaused) {
-    socket.send(data, isBinary ? BINARY : TEXT)
+    if (direct !== undefined && data.length <= DIRECT_MAX && socket.readyState === socket.OPEN) direct.write(dataFrame(data, isBinary))
+    else socket.send(data, isBinary ? BINARY : TEXT)
     return
   }
   socket.pause()

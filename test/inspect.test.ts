@@ -104,6 +104,21 @@ t.test('chat broadcasts, written as pre-framed bytes, show for a watched chat cl
   t.equal((await bob.inbox.next()).payload, 'to all', 'and bob got it')
 })
 
+t.test('echo replies, written as pre-framed bytes, show for a watched plain connection', async (t) => {
+  const { url } = await lab(t)
+  const device = await connect(t, url + '/echo/raw')
+  const { inbox, watch } = await inspector(t, url)
+  const list = await nextWhere(inbox, (f) => f.type === 'connections')
+  await watch(list.connections[0].id as number)
+  for (const text of ['one', 'two']) {
+    device.send(text)
+    t.equal((await nextMessage(device)).text, text)
+  }
+  const frames: Frame[] = []
+  for (let i = 0; i < 4; i++) frames.push(await nextWhere(inbox, (f) => f.type === 'frame'))
+  t.same(frames.map((f) => [f.dir, f.opcode, f.text]), [['in', 'text', 'one'], ['out', 'text', 'one'], ['in', 'text', 'two'], ['out', 'text', 'two']])
+})
+
 t.test('actions from the inspector: send, ping, close with code and reason, drop', async (t) => {
   const { app, url } = await lab(t)
   const device = await connect(t, url + '/echo')
