@@ -1,0 +1,38 @@
+// The CLI's process keeps V8's young generation at its initial size, unless the user sized it.
+import t from 'tap'
+import { execFileSync } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { keepYoungGenerationSmall } from '../app/heap.js'
+
+const HEAP = fileURLToPath(new URL('../dist/app/heap.js', import.meta.url))
+
+/** The young generation's size in MB in a fresh process, before and after many objects survived scavenges. */
+function youngAfterSurvivors (keep: boolean, nodeFlags: string[] = []): { before: number, after: number } {
+  const script = `
+    import v8 from 'node:v8'
+    const young = () => v8.getHeapSpaceStatistics().find((s) => s.space_name === 'new_space').space_size / 2 ** 20
+    if (${keep}) (await import(${JSON.stringify(HEAP)})).keepYoungGenerationSmall()
+    const before = young()
+    const kept = []
+    for (let i = 0; i < 300000; i++) kept.push({ i, s: 'x' + i })
+    console.log(JSON.stringify({ before, after: young() }))`
+  return JSON.parse(execFileSync(process.execPath, [...nodeFlags, '--input-type=module', '-e', script], { encoding: 'utf8' })) as { before: number, after: number }
+}
+
+t.test('the young generation keeps its size however much survives', async (t) => {
+  const grown = youngAfterSurvivors(false)
+  const kept = youngAfterSurvivors(true)
+  t.ok(grown.after >= 16 && grown.after > grown.before, `V8 alone grows it (${grown.before} to ${grown.after} MB)`)
+  t.equal(kept.after, kept.before, `kept, it stays at ${kept.before} MB`)
+  t.ok(kept.after <= 4)
+})
+
+t.test('a size the user gave, on the command line or in NODE_OPTIONS, is left alone', async (t) => {
+  t.equal(keepYoungGenerationSmall(['--max-semi-space-size=8'], ''), false)
+  t.equal(keepYoungGenerationSmall(['--max-semi-space-size', '8'], ''), false)
+  t.equal(keepYoungGenerationSmall([], '--inspect --max_semi_space_size=8'), false, 'V8 spells it with underscores too')
+  t.equal(keepYoungGenerationSmall([], '--semi-space-growth-factor=4'), false)
+  t.equal(keepYoungGenerationSmall(['--enable-source-maps'], '--max-old-space-size=512'), true, 'other flags do not count')
+  const sized = youngAfterSurvivors(true, ['--max-semi-space-size=8'])
+  t.ok(sized.after > sized.before, 'and the user\'s choice is the one V8 follows')
+})
