@@ -8,10 +8,9 @@
 import { spawnSync, type ChildProcess } from 'node:child_process'
 import http from 'node:http'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
+import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
-import { pino } from 'pino'
-import { startEchohub } from '../dist/app/server.js'
-import { parseConfig } from '../dist/src/config.js'
+import { keepYoungGenerationSmall } from '../dist/app/heap.js'
 import { fmt, table } from './report.js'
 import { pinning, readJsonLines, startPinned, stopAll, waitExit, exited } from './servers.js'
 
@@ -42,6 +41,12 @@ const gc = (globalThis as { gc?: () => void }).gc
 
 if (pinning.ok) spawnSync('taskset', ['-a', '-p', '-c', '0', String(process.pid)], { stdio: 'ignore' })
 
+// echohub runs here as `npm start` runs it: V8's young generation sized first (app/heap.ts), then loaded.
+keepYoungGenerationSmall()
+const { startEchohub } = await import('../dist/app/server.js')
+const { parseConfig } = await import('../dist/src/config.js')
+const { pino } = await import('pino')
+
 const parsed = parseConfig(['--host', '127.0.0.1', '--echo-port', '0', '--debug-port', '0', '--chat-port', '0',
   '--log-level', 'warn', '--max-connections-per-ip', '20000', '--rate-limit', '1000000', '--rate-burst', '1000000'])
 if (parsed.help) throw new Error('unreachable')
@@ -68,6 +73,9 @@ interface Reading {
   t: number
   rss: number
   heap: number
+  /** RSS in two parts: anonymous memory (the heap, buffers, the allocator) and pages mapped from files (node's own code, paged in as it runs). */
+  anon: number
+  file: number
   handles: number
   registry: number
   loopP99: number
@@ -85,13 +93,28 @@ const readings: Reading[] = []
 let latest: ClientCounts = { opened: 0, checked: 0, wrong: 0, lost: 0, churnErrors: 0, byKind: {} }
 const t0 = Date.now()
 
+/** RssAnon and RssFile from /proc (Linux); zeros elsewhere. */
+function rssParts (): { anon: number, file: number } {
+  try {
+    const status = readFileSync('/proc/self/status', 'utf8')
+    const kB = (key: string) => 1024 * Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0)
+    return { anon: kB('RssAnon'), file: kB('RssFile') }
+  } catch {
+    return { anon: 0, file: 0 }
+  }
+}
+
 async function read (): Promise<Reading> {
+  // Twice: the second collection starts by finishing the first one's sweeping, so the pages it
+  // freed are returned before RSS is read, and the reading depends less on when it was taken.
+  gc?.()
   gc?.()
   const mem = process.memoryUsage()
   const reading = {
     t: (Date.now() - t0) / 1000,
     rss: mem.rss,
     heap: mem.heapUsed,
+    ...rssParts(),
     handles: process.getActiveResourcesInfo().length,
     registry: (await stats()).connections.current,
     loopP99: loop.percentile(99) / 1e6,
@@ -106,7 +129,7 @@ async function read (): Promise<Reading> {
 
 const MB = 2 ** 20
 function line (r: Reading): string {
-  return `${fmt(r.t, 0).padStart(5)} s  rss ${fmt(r.rss / MB, 1)} MB  heap ${fmt(r.heap / MB, 1)} MB  handles ${r.handles}  ` +
+  return `${fmt(r.t, 0).padStart(5)} s  rss ${fmt(r.rss / MB, 1)} MB  (anon ${fmt(r.anon / MB, 1)}, file ${fmt(r.file / MB, 1)})  heap ${fmt(r.heap / MB, 1)} MB  handles ${r.handles}  ` +
     `registry ${r.registry}  loop p99 ${fmt(r.loopP99, 1)} ms (max ${fmt(r.loopMax, 0)})  opened ${r.opened}  checked ${r.checked}  problems ${r.problems}`
 }
 
@@ -127,8 +150,8 @@ const done = new Promise<ClientCounts | null>((resolve) => {
 
 let interrupted = false
 process.on('SIGINT', () => { interrupted = true })
-while (Date.now() - t0 < runMs && !interrupted && !exited(child)) {
-  await new Promise((resolve) => setTimeout(resolve, Math.min(SAMPLE_MS, runMs - (Date.now() - t0))))
+for (let at = SAMPLE_MS; at <= runMs && !interrupted && !exited(child); at += SAMPLE_MS) {
+  await new Promise((resolve) => setTimeout(resolve, Math.max(0, at - (Date.now() - t0))))
   const r = await read()
   readings.push(r)
   console.log(line(r))
