@@ -93,6 +93,22 @@ const readings: Reading[] = []
 let latest: ClientCounts = { opened: 0, checked: 0, wrong: 0, lost: 0, churnErrors: 0, byKind: {} }
 const t0 = Date.now()
 
+/**
+ * RSS once the collection's freed pages have left it: V8 returns them to the system from a
+ * background thread, within tens of ms (read at once, RSS swung by a third from one reading to the
+ * next). Sampled every 25 ms until it stops falling; the churn goes on meanwhile and raises it again.
+ */
+async function settledRss (): Promise<number> {
+  let last = process.memoryUsage.rss()
+  for (let i = 0; i < 40; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 25))
+    const now = process.memoryUsage.rss()
+    if (now >= last) return last
+    last = now
+  }
+  return last
+}
+
 /** RssAnon and RssFile from /proc (Linux); zeros elsewhere. */
 function rssParts (): { anon: number, file: number } {
   try {
@@ -105,15 +121,15 @@ function rssParts (): { anon: number, file: number } {
 }
 
 async function read (): Promise<Reading> {
-  // Twice: the second collection starts by finishing the first one's sweeping, so the pages it
-  // freed are returned before RSS is read, and the reading depends less on when it was taken.
+  // Twice: the second collection starts by finishing the first one's sweeping.
   gc?.()
   gc?.()
-  const mem = process.memoryUsage()
+  const heap = process.memoryUsage().heapUsed
+  const rss = await settledRss()
   const reading = {
     t: (Date.now() - t0) / 1000,
-    rss: mem.rss,
-    heap: mem.heapUsed,
+    rss,
+    heap,
     ...rssParts(),
     handles: process.getActiveResourcesInfo().length,
     registry: (await stats()).connections.current,
