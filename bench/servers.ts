@@ -247,8 +247,8 @@ export async function startEchohubPair (scale: Scale): Promise<Server> {
 // ---------------------------------------------------------------------------------------------
 // The baseline and socket.io
 
-async function startReadyLine (server: Server, script: string, args: string[]): Promise<Record<string, unknown> | null> {
-  const child = startPinned(0, script, args, { stdio: ['ignore', 'pipe', 'pipe'] }, serverNodeFlags)
+async function startReadyLine (server: Server, script: string, args: string[], nodeFlags: string[] = []): Promise<Record<string, unknown> | null> {
+  const child = startPinned(0, script, args, { stdio: ['ignore', 'pipe', 'pipe'] }, [...nodeFlags, ...serverNodeFlags])
   const ready = new Promise<Record<string, unknown> | null>((resolve) => {
     readJsonLines(child.stdout!, (obj) => { if (obj.ready === true) resolve(obj) })
     child.on('exit', () => resolve(null))
@@ -264,9 +264,13 @@ async function startReadyLine (server: Server, script: string, args: string[]): 
   return info
 }
 
-export async function startBaseline (): Promise<Server> {
-  const server = newServer('baseline', 'echohub')
-  const info = await startReadyLine(server, 'baseline.js', ['--echo-port', '0', '--chat-port', '0'])
+/**
+ * The baseline; `smallYoung` starts it with the young generation echohub's CLI keeps (app/heap.ts),
+ * so the echo rows can tell echohub's own path from that setting.
+ */
+export async function startBaseline (smallYoung = false): Promise<Server> {
+  const server = newServer(smallYoung ? 'baseline 1MB-young' : 'baseline', 'echohub')
+  const info = await startReadyLine(server, 'baseline.js', ['--echo-port', '0', '--chat-port', '0'], smallYoung ? ['--max-semi-space-size=1'] : [])
   if (info === null) return { ...server, missing: `the baseline did not start within 10 s: ${server.tail.slice(-2).join(' | ')}` }
   return Object.assign(server, { echoPort: Number(info.echoPort), chatPorts: [Number(info.chatPort)] })
 }
