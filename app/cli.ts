@@ -1,7 +1,7 @@
 #!/usr/bin/env node
-// `npm start` / `echohub`: the entry point. It sizes V8's young generation for a WebSocket server
+// `npm start` / `echohub`: the entry point. It tunes V8's garbage collector for a WebSocket server
 // (heap.ts) before any other module is even parsed, then runs the CLI (main.ts).
-import { keepYoungGenerationSmall } from './heap.js'
+import { tuneGarbageCollector } from './heap.js'
 
-keepYoungGenerationSmall()
+tuneGarbageCollector()
 await import('./main.js')

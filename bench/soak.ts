@@ -10,7 +10,7 @@ import http from 'node:http'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
-import { keepYoungGenerationSmall } from '../dist/app/heap.js'
+import { tuneGarbageCollector } from '../dist/app/heap.js'
 import { fmt, table } from './report.js'
 import { pinning, readJsonLines, startPinned, stopAll, waitExit, exited } from './servers.js'
 
@@ -41,8 +41,8 @@ const gc = (globalThis as { gc?: () => void }).gc
 
 if (pinning.ok) spawnSync('taskset', ['-a', '-p', '-c', '0', String(process.pid)], { stdio: 'ignore' })
 
-// echohub runs here as `npm start` runs it: V8's young generation sized first (app/heap.ts), then loaded.
-keepYoungGenerationSmall()
+// echohub runs here as `npm start` runs it: V8's garbage collector tuned first (app/heap.ts), then loaded.
+tuneGarbageCollector()
 const { startEchohub } = await import('../dist/app/server.js')
 const { parseConfig } = await import('../dist/src/config.js')
 const { pino } = await import('pino')
