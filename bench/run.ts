@@ -75,7 +75,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 const LAUNCH: Record<ServerName, () => Promise<Server>> = {
   echohub: () => startEchohub(scale),
   baseline: () => startBaseline(),
-  'baseline 1MB-young': () => startBaseline(true),
+  'baseline gc-tuned': () => startBaseline(true),
   'socket.io': () => startSocketio(1),
   'echohub x2': () => startEchohubPair(scale),
   'socket.io x2': () => startSocketio(2),

@@ -265,12 +265,12 @@ async function startReadyLine (server: Server, script: string, args: string[], n
 }
 
 /**
- * The baseline; `smallYoung` starts it with the young generation echohub's CLI keeps (app/heap.ts),
- * so the echo rows can tell echohub's own path from that setting.
+ * The baseline; `tuned` starts it with the garbage-collector flags echohub's CLI sets (app/heap.ts),
+ * so the echo rows can tell echohub's own path from those settings.
  */
-export async function startBaseline (smallYoung = false): Promise<Server> {
-  const server = newServer(smallYoung ? 'baseline 1MB-young' : 'baseline', 'echohub')
-  const info = await startReadyLine(server, 'baseline.js', ['--echo-port', '0', '--chat-port', '0'], smallYoung ? ['--max-semi-space-size=1'] : [])
+export async function startBaseline (tuned = false): Promise<Server> {
+  const server = newServer(tuned ? 'baseline gc-tuned' : 'baseline', 'echohub')
+  const info = await startReadyLine(server, 'baseline.js', ['--echo-port', '0', '--chat-port', '0'], tuned ? ['--max-semi-space-size=1', '--heap-growing-percent=100'] : [])
   if (info === null) return { ...server, missing: `the baseline did not start within 10 s: ${server.tail.slice(-2).join(' | ')}` }
   return Object.assign(server, { echoPort: Number(info.echoPort), chatPorts: [Number(info.chatPort)] })
 }
