@@ -23,10 +23,13 @@ interface Setting {
   userFlags: string[]
 }
 
-const SETTINGS: Setting[] = [
+const SETTINGS: readonly Setting[] = [
   { flag: '--semi-space-growth-factor=1', userFlags: ['--max-semi-space-size', '--min-semi-space-size', '--semi-space-growth-factor'] },
   { flag: '--heap-growing-percent=100', userFlags: ['--heap-growing-percent'] }
 ]
+
+/** Every flag echohub sets, as they would be given to node (the bench starts its baseline with them). */
+export const GC_FLAGS: readonly string[] = SETTINGS.map((setting) => setting.flag)
 
 /**
  * Keeps the young generation at its initial size and fixes the old generation's growth factor at 2

@@ -13,6 +13,7 @@ import path from 'node:path'
 import { createInterface } from 'node:readline'
 import type { Readable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
+import { GC_FLAGS } from '../dist/app/heap.js'
 import { DIALECTS, type DialectName } from './dialects.js'
 import { connectWs, encodeFrame, MessageQueue, type Conn } from './raw-ws.js'
 import type { Scale, Scenario, ServerName } from './scenarios.js'
@@ -270,7 +271,7 @@ async function startReadyLine (server: Server, script: string, args: string[], n
  */
 export async function startBaseline (tuned = false): Promise<Server> {
   const server = newServer(tuned ? 'baseline gc-tuned' : 'baseline', 'echohub')
-  const info = await startReadyLine(server, 'baseline.js', ['--echo-port', '0', '--chat-port', '0'], tuned ? ['--max-semi-space-size=1', '--heap-growing-percent=100'] : [])
+  const info = await startReadyLine(server, 'baseline.js', ['--echo-port', '0', '--chat-port', '0'], tuned ? [...GC_FLAGS] : [])
   if (info === null) return { ...server, missing: `the baseline did not start within 10 s: ${server.tail.slice(-2).join(' | ')}` }
   return Object.assign(server, { echoPort: Number(info.echoPort), chatPorts: [Number(info.chatPort)] })
 }
