@@ -78,9 +78,13 @@ function promRegistryFor (registry: ConnectionRegistry): Registry {
 
 export const metricsRoutes: FastifyPluginAsync = async (app) => {
   const prom = promRegistryFor(app.echohub)
-  const processProm = acquireProcessMetrics()
-  app.addHook('onClose', async () => releaseProcessMetrics())
+  // Process metrics start with the first scrape: prom-client's GC histogram observes every
+  // collection V8 makes (hundreds a second under echo load, a PerformanceEntry and a callback
+  // each, about 1 % of a busy server's CPU), which a server nobody scrapes need not pay.
+  let processProm: Registry | undefined
+  app.addHook('onClose', async () => { if (processProm !== undefined) releaseProcessMetrics() })
   app.get('/metrics', async (_request, reply) => {
+    processProm ??= acquireProcessMetrics()
     const text = await processProm.metrics() + await prom.metrics()
     return reply.type(prom.contentType).send(text)
   })
