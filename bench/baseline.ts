@@ -1,19 +1,23 @@
 // The yardstick for bench/run.ts: echohub's wire protocol hand-rolled on plain `ws`, the way a user
 // would write it in an afternoon. Keep it that plain; it is what echohub has to beat.
 //   node dist-bench/baseline.js --echo-port 0 --chat-port 0   (prints {"ready":true,...} when listening)
+// `--gc-tuned` sets echohub's garbage-collector flags first, the way echohub's CLI does (app/heap.ts).
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Socket } from 'node:net'
 import { parseArgs } from 'node:util'
 import { WebSocket, WebSocketServer } from 'ws'
+import { tuneGarbageCollector } from '../dist/app/heap.js'
 
 const { values: args } = parseArgs({
   options: {
     host: { type: 'string', default: '127.0.0.1' },
     'echo-port': { type: 'string', default: '0' },
-    'chat-port': { type: 'string', default: '0' }
+    'chat-port': { type: 'string', default: '0' },
+    'gc-tuned': { type: 'boolean', default: false }
   }
 })
+if (args['gc-tuned']) tuneGarbageCollector()
 
 // The same strings as echohub's defaults, so both servers send frames of the same size.
 const ECHO_INFO = 'echohub echo server'

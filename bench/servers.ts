@@ -13,7 +13,6 @@ import path from 'node:path'
 import { createInterface } from 'node:readline'
 import type { Readable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
-import { GC_FLAGS } from '../dist/app/heap.js'
 import { DIALECTS, type DialectName } from './dialects.js'
 import { connectWs, encodeFrame, MessageQueue, type Conn } from './raw-ws.js'
 import type { Scale, Scenario, ServerName } from './scenarios.js'
@@ -266,12 +265,13 @@ async function startReadyLine (server: Server, script: string, args: string[], n
 }
 
 /**
- * The baseline; `tuned` starts it with the garbage-collector flags echohub's CLI sets (app/heap.ts),
+ * The baseline; `tuned` has it set the garbage-collector flags echohub's CLI sets, the same way (at
+ * run time, app/heap.ts: on node's command line V8 raises a semi-space growth factor below 2 to 2),
  * so the echo rows can tell echohub's own path from those settings.
  */
 export async function startBaseline (tuned = false): Promise<Server> {
   const server = newServer(tuned ? 'baseline gc-tuned' : 'baseline', 'echohub')
-  const info = await startReadyLine(server, 'baseline.js', ['--echo-port', '0', '--chat-port', '0'], tuned ? [...GC_FLAGS] : [])
+  const info = await startReadyLine(server, 'baseline.js', ['--echo-port', '0', '--chat-port', '0', ...(tuned ? ['--gc-tuned'] : [])])
   if (info === null) return { ...server, missing: `the baseline did not start within 10 s: ${server.tail.slice(-2).join(' | ')}` }
   return Object.assign(server, { echoPort: Number(info.echoPort), chatPorts: [Number(info.chatPort)] })
 }
