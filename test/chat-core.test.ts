@@ -114,6 +114,44 @@ t.test('broadcasts of one turn are framed once and written to each plain client 
   t.match(bytes.toString(), /"payload":"one".*"payload":"two"/s, 'both messages, in order')
 })
 
+t.test('presence events of one turn go out with the room\'s messages, in one write per member, none to the client they are about', async (t) => {
+  const { core, join, say } = setup()
+  await core.start()
+  const wires = [new FakeWire(), new FakeWire(), new FakeWire()]
+  const [a, b, c] = wires.map((w) => join(w))
+  say(a!, { type: 'join', room: 'r' })
+  await nextTurn()
+  for (const w of wires) w.writes.length = 0
+  a!.socket.take()
+  // b and c join in one turn, after a message to the room
+  say(a!, { type: 'message', room: 'r', payload: 'before' })
+  say(b!, { type: 'join', room: 'r' })
+  say(c!, { type: 'join', room: 'r' })
+  await nextTurn()
+  await nextTurn()
+  const label = (f: Record<string, any>) => f.type === 'presence' ? `${f.payload.event} ${f.payload.client_id}` : f.type
+  // what reached a client: pre-framed writes, then what followed its `joined` through its socket
+  const seen = (i: number) => [
+    ...wires[i]!.writes.splice(0).flatMap((bytes) => unframe(bytes)).map((m) => label(JSON.parse(m.text))),
+    ...[a, b, c][i]!.socket.take().map(label)
+  ]
+  const [, idB, idC] = [a, b, c].map((x) => x!.client.conn.id)
+  t.same(wires[0]!.writes.map((bytes) => unframe(bytes).length), [3], 'a gets the message and both joins in one write')
+  t.same(seen(0), ['message', `join ${idB}`, `join ${idC}`], 'in the room\'s order')
+  const cJoined = c!.socket.sent.map((f) => JSON.parse(f)).find((f) => f.type === 'joined')
+  const [toB, toC] = [seen(1), seen(2)]
+  t.same(toB.filter((e) => e.startsWith('join ')), [`join ${idC}`], 'b hears of c, not of itself')
+  t.same(toC.filter((e) => e.startsWith('join ')), [], 'c, a member only after b joined, hears of no join...')
+  t.ok(cJoined?.payload.members.includes(idB), '...its joined lists b')
+  t.ok(toB.includes('joined') && toC.includes('joined'))
+
+  say(c!, { type: 'leave', room: 'r' })
+  await nextTurn()
+  t.equal(wires[0]!.writes.length, 1, 'a leave is written the same way')
+  t.same(seen(0), [`leave ${idC}`])
+  t.same(seen(2), ['left'], 'the one who left gets left, not its own leave')
+})
+
 t.test('clients with permessage-deflate get large messages compressed once for all of them, small ones as they are', async (t) => {
   const { core, join, say } = setup({ chatMaxPayload: 65536 })
   await core.start()

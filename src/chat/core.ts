@@ -140,6 +140,8 @@ export interface ChatCoreOptions<Context> {
 /** One room a client is in. `buffer` holds what arrived for it while its `joined` was being made. */
 interface Membership {
   buffer: Array<{ seq: number | null, data: Buffer }> | undefined
+  /** The queue's count of frames when it began: presence events queued before are not its news. */
+  from: number
 }
 
 /** One chat client: its socket, its registry entry and its rate limit state. */
@@ -169,10 +171,22 @@ export const REPLY_HISTORY_BYTES = 1024 * 1024
 /** Frames a client may send while one of its room operations is under way; past it they are refused. */
 const MAX_WAITING = 256
 
+/** One queued frame, `n` in the order of the queue; a presence event has the client it is about. */
+interface Queued {
+  seq: number | null
+  data: Buffer
+  n: number
+  about?: number
+}
+
 /** Frames queued for one target (a room, or the lobby: `null`) in this turn of the event loop. */
 interface Pending {
-  messages: Array<{ seq: number | null, data: Buffer }>
+  messages: Queued[]
   bytes: number
+  /** The clients presence events among them are about. */
+  about: Set<number> | undefined
+  /** `n` of the first presence event among them. */
+  firstPresence: number | undefined
 }
 
 export class ChatCore<Context = unknown> {
@@ -186,10 +200,12 @@ export class ChatCore<Context = unknown> {
   readonly #refresh: ((token: string) => Promise<User>) | undefined
   /** Local members of each room. */
   readonly #rooms = new Map<string, Map<ChatClient<Context>, Membership>>()
-  // Broadcasts are queued and written out once per turn of the event loop: every message for one
-  // target that arrived in one read is framed once, joined into one buffer, and that same buffer is
-  // written to each recipient in a single write.
+  // Broadcasts and presence events are queued and written out once per turn of the event loop:
+  // every frame for one target that arrived in one read is framed once, joined into one buffer, and
+  // that same buffer is written to each recipient in a single write.
   readonly #pending = new Map<string | null, Pending>()
+  /** Frames queued so far. */
+  #queued = 0
   /** A client still flooding after this many drops in a row is closed: it is not slowing down. */
   readonly #floodAfter: number
 
@@ -436,7 +452,7 @@ export class ChatCore<Context = unknown> {
         return
       }
       // Member from now on, so nothing published from here on is missed; held back until `joined`.
-      membership = { buffer: [] }
+      membership = { buffer: [], from: this.#queued }
       client.rooms.set(room, membership)
       this.#localRoom(room).set(client, membership)
     }
@@ -597,26 +613,32 @@ export class ChatCore<Context = unknown> {
   /** A message from the adapter, published here or on another instance. */
   #received (delivery: Delivery): void {
     if (delivery.room !== null && !this.#rooms.has(delivery.room)) return
-    const data = Buffer.from(delivery.frame)
-    let pending = this.#pending.get(delivery.room)
-    if (pending === undefined) {
-      if (this.#pending.size === 0) setImmediate(() => this.#flush())
-      pending = { messages: [], bytes: 0 }
-      this.#pending.set(delivery.room, pending)
-    }
-    pending.messages.push({ seq: delivery.seq, data })
-    pending.bytes += data.length
+    this.#queue(delivery.room, { seq: delivery.seq, data: Buffer.from(delivery.frame), n: this.#queued++ })
   }
 
+  /**
+   * A member joined or left a room, here or on another instance: the other local members hear of it
+   * in the room's order. Queued like a message, so a thousand clients joining one room cost a write
+   * per member per turn, not one per member per join.
+   */
   #presence (event: PresenceEvent): void {
-    const members = this.#rooms.get(event.room)
-    if (members === undefined) return
+    if (!this.#rooms.has(event.room)) return
     const data = Buffer.from(chatPresence(event.room, event.event, event.member.clientId, event.count, event.member.user))
-    if (this.#pending.size > 0) this.#flush()
-    for (const [client, membership] of members) {
-      if (client.conn.id === event.member.clientId) continue
-      if (membership.buffer !== undefined) membership.buffer.push({ seq: null, data })
-      else this.#send(client, data)
+    this.#queue(event.room, { seq: null, data, n: this.#queued++, about: event.member.clientId })
+  }
+
+  #queue (target: string | null, frame: Queued): void {
+    let pending = this.#pending.get(target)
+    if (pending === undefined) {
+      if (this.#pending.size === 0) setImmediate(() => this.#flush())
+      pending = { messages: [], bytes: 0, about: undefined, firstPresence: undefined }
+      this.#pending.set(target, pending)
+    }
+    pending.messages.push(frame)
+    pending.bytes += frame.data.length
+    if (frame.about !== undefined) {
+      (pending.about ??= new Set()).add(frame.about)
+      pending.firstPresence ??= frame.n
     }
   }
 
@@ -624,17 +646,24 @@ export class ChatCore<Context = unknown> {
     if (this.#pending.size === 0) return
     const targets = [...this.#pending]
     this.#pending.clear()
-    for (const [room, { messages, bytes }] of targets) {
+    for (const [room, pending] of targets) {
       const recipients = room === null ? undefined : this.#rooms.get(room)
       if (room !== null && recipients === undefined) continue
-      const batch = new FramedBatch(messages, bytes)
+      const batch = new FramedBatch(pending.messages, pending.bytes)
       if (recipients === undefined) {
         for (const client of this.clients) this.#write(client, batch)
-      } else {
-        for (const [client, membership] of recipients) {
-          if (membership.buffer !== undefined) membership.buffer.push(...messages)
-          else this.#write(client, batch)
-        }
+        continue
+      }
+      for (const [client, membership] of recipients) {
+        // A presence event is not sent to the client it is about, nor to a member that joined after
+        // it (its `joined` already counts that change): the few such clients get their own batch.
+        const id = client.conn.id
+        const theirs = pending.about?.has(id) === true || (pending.firstPresence !== undefined && membership.from > pending.firstPresence)
+          ? pending.messages.filter((m) => m.about === undefined || (m.about !== id && m.n >= membership.from))
+          : undefined
+        if (membership.buffer !== undefined) membership.buffer.push(...(theirs ?? pending.messages))
+        else if (theirs === undefined) this.#write(client, batch)
+        else if (theirs.length > 0) this.#write(client, new FramedBatch(theirs, theirs.reduce((n, m) => n + m.data.length, 0)))
       }
     }
   }
