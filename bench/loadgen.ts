@@ -41,6 +41,7 @@ const { values: opt } = parseArgs({
     duration: { type: 'string', default: '10' },
     warmup: { type: 'string', default: '2' },
     hold: { type: 'string', default: '120' },
+    setup: { type: 'string', default: '120' },
     concurrency: { type: 'string', default: '100' }
   }
 })
@@ -83,9 +84,9 @@ if (stdin.isFIFO() || stdin.isSocket()) {
   process.stdin.on('end', () => process.exit(0))
   process.stdin.resume()
 }
-const deadlineMs = opt.mode === 'idle'
-  ? Number(opt.hold) * 1000 + 120_000
-  : warmupMs + durationMs + 120_000
+// `--setup` seconds allow for opening the connections (thousands joining one room take a while:
+// each join is news to every member).
+const deadlineMs = (opt.mode === 'idle' ? Number(opt.hold) * 1000 : warmupMs + durationMs) + Number(opt.setup) * 1000
 setTimeout(() => fail(`gave up after ${deadlineMs / 1000} s`), deadlineMs).unref()
 
 const T0 = process.hrtime.bigint()

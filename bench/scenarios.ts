@@ -217,6 +217,14 @@ interface LoadgenResult {
   counted_deliveries?: number
 }
 
+/**
+ * Seconds the generator may take to open `connections` before it gives up: 10,000 members joining
+ * ten rooms make 5 million presence events, about two minutes on a slow 2-core machine.
+ */
+function setupSeconds (connections: number): number {
+  return 60 + Math.ceil(connections / 40)
+}
+
 /** Echo and broadcast: the generator signals the measured window; server CPU is read at its edges. */
 export async function runLoad (server: Server, scenario: Scenario, scale: Scale): Promise<RunResult> {
   const args = ['--mode', scenario.kind, '--size', String(scenario.size), '--inflight', String(scenario.inflight),
@@ -231,6 +239,8 @@ export async function runLoad (server: Server, scenario: Scenario, scale: Scale)
     if (scenario.room) args.push('--room', ROOM, '--rooms', String(rooms))
   }
   const connections = scenario.kind === 'echo' ? scale.conns : scale.receivers * (scenario.rooms ?? 1) + (scenario.rooms ?? 1)
+  const setup = setupSeconds(connections)
+  args.push('--setup', String(setup))
   const rss0 = sample(server.pids).rss
   // a shared Redis: its CPU is shown beside the servers', not in their figure (others use it too)
   const redisPid = server.name.endsWith('x2') ? findProcess('redis-server') : null
@@ -258,7 +268,7 @@ export async function runLoad (server: Server, scenario: Scenario, scale: Scale)
     })
     child.on('exit', (code) => resolve({ error: `load generator exited with ${code} before reporting` }))
   })
-  const limit = (scale.warmup + scale.duration) * 1000 + 90_000 // connection setup is bounded inside loadgen too
+  const limit = (scale.warmup + scale.duration + setup + 30) * 1000 // the generator gives up first
   const got = await Promise.race([outcome, sleep(limit).then(() => ({ error: `no result within ${limit / 1000} s` }))])
   child.stdin!.end()
   await waitExit(child, 5000)
