@@ -247,8 +247,8 @@ export async function startEchohubPair (scale: Scale): Promise<Server> {
 // ---------------------------------------------------------------------------------------------
 // The baseline and socket.io
 
-async function startReadyLine (server: Server, script: string, args: string[], nodeFlags: string[] = []): Promise<Record<string, unknown> | null> {
-  const child = startPinned(0, script, args, { stdio: ['ignore', 'pipe', 'pipe'] }, [...nodeFlags, ...serverNodeFlags])
+async function startReadyLine (server: Server, script: string, args: string[]): Promise<Record<string, unknown> | null> {
+  const child = startPinned(0, script, args, { stdio: ['ignore', 'pipe', 'pipe'] }, serverNodeFlags)
   const ready = new Promise<Record<string, unknown> | null>((resolve) => {
     readJsonLines(child.stdout!, (obj) => { if (obj.ready === true) resolve(obj) })
     child.on('exit', () => resolve(null))
