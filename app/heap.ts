@@ -30,9 +30,6 @@ const SETTINGS: readonly Setting[] = [
   { flag: '--heap-growing-percent=100', userFlags: ['--heap-growing-percent'] }
 ]
 
-/** Every flag echohub sets, in V8's syntax. */
-export const GC_FLAGS: readonly string[] = SETTINGS.map((setting) => setting.flag)
-
 /**
  * Keeps the young generation at its initial size and fixes the old generation's growth factor at 2
  * for this process, each unless the user gave a flag for it (on the command line; NODE_OPTIONS

@@ -1,19 +1,23 @@
 // /metrics: Node's process metrics are collected from an app's first scrape, once per process
 // however many apps serve them, and released when the last of those apps closes.
-import t from 'tap'
+import t, { type Test } from 'tap'
 import Fastify from 'fastify'
 import { stats } from '../index.js'
 import { processMetricsHolders } from '../routes/metrics.js'
 
 const count = (text: string, pattern: RegExp) => text.match(pattern)?.length ?? 0
 
+/** Two apps serving /metrics, closed in teardown. */
+async function twoApps (t: Test) {
+  const apps = [Fastify(), Fastify()] as const
+  t.teardown(async () => { for (const app of apps) await app.close() })
+  for (const app of apps) await app.register(stats)
+  return apps
+}
+
 t.test('process metrics: started by the first scrape, one collection shared by every app, released by the last to close', async (t) => {
   t.equal(processMetricsHolders(), 0, 'nothing collected before an app serves /metrics')
-  const a = Fastify()
-  const b = Fastify()
-  t.teardown(async () => { await a.close(); await b.close() })
-  await a.register(stats)
-  await b.register(stats)
+  const [a, b] = await twoApps(t)
   await a.ready()
   await b.ready()
   t.equal(processMetricsHolders(), 0, 'serving /metrics collects nothing (no GC observer) until it is scraped')
@@ -34,11 +38,7 @@ t.test('process metrics: started by the first scrape, one collection shared by e
 })
 
 t.test('process metrics: an app closed before any scrape holds nothing to release', async (t) => {
-  const a = Fastify()
-  const b = Fastify()
-  t.teardown(async () => { await a.close(); await b.close() })
-  await a.register(stats)
-  await b.register(stats)
+  const [a, b] = await twoApps(t)
   await b.ready()
   await b.inject('/metrics')
   await a.ready()
