@@ -2,7 +2,7 @@
 // the whole request object), and nothing for WebSocket upgrades, whose events (connected,
 // refused, disconnected) the endpoints log themselves.
 import { LogController, type FastifyReply, type FastifyRequest } from 'fastify'
-import { redactToken } from '../src/access.js'
+import { redactToken } from '../src/auth/access.js'
 import { formatPeer } from '../src/format.js'
 
 function isUpgrade (request: FastifyRequest): boolean {

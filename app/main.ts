@@ -2,7 +2,7 @@
 // servers, prints where clients connect, and shuts down gracefully on SIGINT/SIGTERM.
 import { pino, type Logger, type LoggerOptions } from 'pino'
 import type { FastifyRequest } from 'fastify'
-import { redactToken } from '../src/access.js'
+import { redactToken } from '../src/auth/access.js'
 import pretty from 'pino-pretty'
 import closeWithGrace from 'close-with-grace'
 import { parseConfig, type Config } from '../src/config.js'

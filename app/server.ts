@@ -13,7 +13,7 @@ import { ui } from '../plugins/ui.js'
 import { PortInUseError } from '../src/errors.js'
 import { VERSION } from '../src/version.js'
 import type { JwtOptions } from '../src/auth/jwt.js'
-import { lanAddresses, loadTls, selfSignedTls } from '../src/tls.js'
+import { lanAddresses, loadTls, selfSignedTls } from '../src/transport/tls.js'
 import { RequestLines } from './logging.js'
 
 interface ServerDefinition {

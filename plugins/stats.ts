@@ -7,7 +7,7 @@ import { statsRoutes } from '../routes/stats.js'
 import { metricsRoutes } from '../routes/metrics.js'
 import { roomsRoutes } from '../routes/rooms.js'
 import { connectionsRoutes } from '../routes/connections.js'
-import { redactToken, redactedRequest } from '../src/access.js'
+import { redactToken, redactedRequest } from '../src/auth/access.js'
 import { REFUSALS } from '../src/refusals.js'
 import { knownOptions, type OptionKeys } from '../src/options.js'
 

@@ -4,12 +4,12 @@ import type { FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify
 import type { IncomingMessage } from 'node:http'
 import { isIP } from 'node:net'
 import type { WebSocketServer } from 'ws'
-import { chooseSubprotocol, isSubprotocolName, type SubprotocolChoice } from '../src/subprotocols.js'
+import { chooseSubprotocol, isSubprotocolName, type SubprotocolChoice } from '../src/transport/subprotocols.js'
 import { describe } from '../src/options.js'
 import { InvalidOptionError } from '../src/errors.js'
 import { replaceHandleProtocols, type HandleProtocols } from './ws-internals.js'
 
-export type { SubprotocolChoice } from '../src/subprotocols.js'
+export type { SubprotocolChoice } from '../src/transport/subprotocols.js'
 
 /** The choice of the echohub endpoint each pending upgrade is for, noted before ws negotiates. */
 const choices = new WeakMap<IncomingMessage, SubprotocolChoice>()

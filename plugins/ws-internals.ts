@@ -5,7 +5,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Socket } from 'node:net'
 import type { ServerOptions, WebSocket, WebSocketServer } from 'ws'
-import { DEFLATE_WINDOW_BITS } from '../src/compression.js'
+import { DEFLATE_WINDOW_BITS } from '../src/transport/compression.js'
 import type { DirectWriter } from '../src/chat/core.js'
 
 /** The ServerResponse @fastify/websocket made for each upgrade that echohub's own @fastify/websocket handles. */

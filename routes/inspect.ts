@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import type { WebSocket } from 'ws'
 import { inspectorHub } from '../src/lab/inspector.js'
-import { redactToken } from '../src/access.js'
+import { redactToken } from '../src/auth/access.js'
 import { REFUSALS, type Refusal } from '../src/refusals.js'
 
 export interface InspectRoutesOptions {

@@ -4,7 +4,7 @@ import type { FastifyPluginAsync } from 'fastify'
 import type { RoomInfo } from '../src/chat/adapter.js'
 import type { ChatEndpointApi, ConnectionRegistry } from '../src/registry.js'
 import { PublishError } from '../src/chat/core.js'
-import type { JsonValue } from '../src/chat-messages.js'
+import type { JsonValue } from '../src/chat/messages.js'
 
 /** Every chat endpoint's rooms, by name. */
 export async function allRooms (registry: ConnectionRegistry): Promise<RoomInfo[]> {

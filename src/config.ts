@@ -7,7 +7,7 @@ import { InvalidConfigError } from './errors.js'
 import { VERSION } from './version.js'
 import { DEFAULT_LIMITS, DEFAULT_REDIS_PREFIX, ENDPOINT_DEFAULTS } from './limits.js'
 import { publicKeyFromPem, secretKey } from './auth/jwt.js'
-import { isSubprotocolName } from './subprotocols.js'
+import { isSubprotocolName } from './transport/subprotocols.js'
 
 export const SERVER_NAMES = ['echo', 'echo-debug', 'chat'] as const
 export type ServerName = (typeof SERVER_NAMES)[number]

@@ -4,7 +4,7 @@
 // it to Fastify.
 import { formatPeer, plainAddress } from './format.js'
 import type { LimitName } from './limits.js'
-import type { JsonValue } from './chat-messages.js'
+import type { JsonValue } from './chat/messages.js'
 import type { AdapterStatus, RoomInfo } from './chat/adapter.js'
 import type { User } from './auth/user.js'
 

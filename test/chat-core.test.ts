@@ -7,7 +7,7 @@ import { ConnectionRegistry } from '../src/registry.js'
 import { ChatCore, type ChatClient, type ChatSocket, type DirectWriter } from '../src/chat/core.js'
 import { MemoryAdapter } from '../src/chat/memory-adapter.js'
 import type { JoinResult, Member, AdapterRefusal } from '../src/chat/adapter.js'
-import { customEventAck, type JsonObject } from '../src/chat-messages.js'
+import { customEventAck, type JsonObject } from '../src/chat/messages.js'
 import { DEFAULT_LIMITS } from '../src/limits.js'
 
 const silent = { info () {}, warn () {}, error () {}, debug () {} }

@@ -4,7 +4,7 @@ import type { EventEmitter } from 'node:events'
 
 // ws's own frame parser (exported at run time, absent from its type definitions).
 const { Receiver } = ws as unknown as { Receiver: new (options: { isServer: boolean }) => EventEmitter & { write: (chunk: Buffer) => void } }
-import { dataFrame, textFrame } from '../src/frames.js'
+import { dataFrame, textFrame } from '../src/transport/frames.js'
 
 // Each size class of the length field, read back as a client would read it.
 for (const size of [0, 125, 126, 65535, 65536, 200000]) {

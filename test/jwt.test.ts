@@ -192,7 +192,7 @@ t.test('identify checks what a custom authenticate returns and hides its interna
 })
 
 t.test('redaction keeps tokens out of log lines', async (t) => {
-  const { redactJwts, redactToken } = await import('../src/access.js')
+  const { redactJwts, redactToken } = await import('../src/auth/access.js')
   const jwt = await token({ sub: 'u1' })
   t.equal(redactJwts(JSON.stringify({ type: 'refresh', token: jwt })), '{"type":"refresh","token":"[redacted jwt]"}')
   t.equal(redactJwts('no token here'), 'no token here')

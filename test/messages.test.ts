@@ -1,6 +1,6 @@
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
-import { echoEnvelopeWriter, needsJsonEscape } from '../src/messages.js'
+import { echoEnvelopeWriter, needsJsonEscape } from '../src/echo/messages.js'
 
 /** What needsJsonEscape must agree with: a quote, a backslash or a control character anywhere. */
 const reference = (data: Buffer): boolean => [...data].some((byte) => byte < 0x20 || byte === 0x22 || byte === 0x5c)

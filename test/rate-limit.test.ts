@@ -1,5 +1,5 @@
 import t from 'tap'
-import { TokenBucket } from '../src/rate-limit.js'
+import { TokenBucket } from '../src/chat/rate-limit.js'
 
 function takeMany (bucket: TokenBucket, n: number, now: number): number {
   let taken = 0

@@ -12,7 +12,7 @@ import { createInterface } from 'node:readline'
 import { WebSocket, type ClientOptions } from 'ws'
 import { pino } from 'pino'
 import { parseConfig, startEchohub, type Config } from '../index.js'
-import { loadTls, selfSignedTls } from '../src/tls.js'
+import { loadTls, selfSignedTls } from '../src/transport/tls.js'
 import { connect, nextJson, nextMessage } from './helpers/index.js'
 
 const CLI = fileURLToPath(new URL('../dist/app/cli.js', import.meta.url))

@@ -2,7 +2,7 @@
 // `authenticate(request)` function. Signed tokens are echohub's own implementation of it; a host
 // app's session cookie or API key table plugs in the same way.
 import { InvalidTokenError, TokenExpiredError } from '../errors.js'
-import { presentedToken, type RequestLike } from '../access.js'
+import { presentedToken, type RequestLike } from './access.js'
 import type { JwtVerifier } from './jwt.js'
 import type { Authenticate, User } from './user.js'
 

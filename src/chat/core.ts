@@ -22,14 +22,14 @@ import {
   type ChatErrorCode,
   type JsonObject,
   type JsonValue
-} from '../chat-messages.js'
-import { TokenBucket } from '../rate-limit.js'
-import { dataFrame, textFrame } from '../frames.js'
-import { COMPRESSION_THRESHOLD, deflateMessage } from '../compression.js'
+} from './messages.js'
+import { TokenBucket } from './rate-limit.js'
+import { dataFrame, textFrame } from '../transport/frames.js'
+import { COMPRESSION_THRESHOLD, deflateMessage } from '../transport/compression.js'
 import { logsAt, preview } from '../format.js'
 import { publicUser, TOKEN_EXPIRED_CODE, TOKEN_EXPIRED_REASON, type User } from '../auth/user.js'
 import { roomAllowed } from '../auth/rooms.js'
-import { redactJwts } from '../access.js'
+import { redactJwts } from '../auth/access.js'
 import { authRefusal } from '../auth/identity.js'
 
 /** What the core needs of a WebSocket; `ws`'s WebSocket has it. */

@@ -15,7 +15,7 @@ import type {
   RoomInfo,
   StoredMessage
 } from './adapter.js'
-import { assembleMessage } from '../chat-messages.js'
+import { assembleMessage } from './messages.js'
 
 interface Room {
   name: string

@@ -4,7 +4,7 @@
 import { Redis } from 'ioredis'
 import { InvalidOptionError } from '../errors.js'
 import { DEFAULT_REDIS_PREFIX } from '../limits.js'
-import { assembleMessage } from '../chat-messages.js'
+import { assembleMessage } from './messages.js'
 import type {
   AdapterLimits,
   AdapterListener,

@@ -1,7 +1,7 @@
 // Who may connect: the Origin allowlist and the optional bearer token. Checked before the upgrade
 // (and on /stats and /metrics for the token), so a refused client never holds a WebSocket.
 import { createHash, timingSafeEqual } from 'node:crypto'
-import type { Identity } from './auth/identity.js'
+import type { Identity } from './identity.js'
 
 export interface AccessOptions {
   /** `*` for any origin, or exact origins like `https://example.com`. */

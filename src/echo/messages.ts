@@ -1,7 +1,7 @@
 // The shapes echohub sends, defined once: the server, the tests and the README follow these.
-import { isoNow } from './format.js'
-import type { ChatUser } from './chat/adapter.js'
-import type { Controls } from './lab/controls.js'
+import { isoNow } from '../format.js'
+import type { ChatUser } from '../chat/adapter.js'
+import type { Controls } from '../lab/controls.js'
 
 /** Builds the echo server's reply to a text message, keys in the SPEC's order. */
 export interface EchoEnvelope {

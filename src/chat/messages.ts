@@ -1,7 +1,7 @@
 // The chat protocol, defined once: the frames each side sends, the error codes, and the builders
 // the chat plugin sends with. The tests and the README follow these shapes.
-import { isoNow } from './format.js'
-import type { ChatUser } from './chat/adapter.js'
+import { isoNow } from '../format.js'
+import type { ChatUser } from './adapter.js'
 
 /** Any value JSON can carry. */
 export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue }

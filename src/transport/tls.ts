@@ -4,7 +4,7 @@ import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto'
 import { chmod, mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
-import { TlsFileError } from './errors.js'
+import { TlsFileError } from '../errors.js'
 
 export interface TlsMaterial {
   /** PEM certificate (with its chain, if the file had one) and private key, as Node's https takes them. */
