@@ -6,7 +6,7 @@ import websocket from '@fastify/websocket'
 import type { WebSocket } from 'ws'
 import { ConnectionRegistry, connectionOf, type Connection, type EndpointStats } from '../src/registry.js'
 import { booleanOption, describe, integerOption, knownOptions, stringOption, type OptionKeys } from '../src/options.js'
-import { AccessPolicy, redactToken, redactedRequest } from '../src/auth/access.js'
+import { AccessPolicy, fromLoopback, redactToken, redactedRequest } from '../src/auth/access.js'
 import { DEFAULT_LIMITS, type LimitName } from '../src/limits.js'
 import { REFUSALS, type Refusal } from '../src/refusals.js'
 import { formatPeer } from '../src/format.js'
@@ -251,12 +251,27 @@ function refusalFor (request: FastifyRequest, registry: ConnectionRegistry, sett
   // With identity on, the user's credentials (checked before) are what lets a client in.
   if (settings.access.identity === undefined && !settings.access.authorized(request)) return REFUSALS.unauthorized()
   if (!settings.access.originAllowed(request)) return REFUSALS.originNotAllowed(String(request.headers.origin))
+  return capRefusal(request, registry, settings)
+}
+
+/** The connection caps: the process-wide one (503), then the client address's (429). */
+function capRefusal (request: FastifyRequest, registry: ConnectionRegistry, settings: Settings): Refusal | undefined {
   if (registry.connections.size >= settings.maxConnections) return REFUSALS.serverFull(settings.maxConnections)
   const address = clientPeer(request).address
   if (address !== undefined && registry.connectionsFrom(address) >= settings.maxConnectionsPerIp) {
     return REFUSALS.tooManyConnections(address, settings.maxConnectionsPerIp)
   }
   return undefined
+}
+
+/**
+ * The connection caps (`maxConnections`, `maxConnectionsPerIp`) for a WebSocket of echohub's that
+ * is no endpoint's, such as the inspector's: it counts against them like any client. Check it
+ * last, after any await, so that the check and the upgrade's handler run without yielding.
+ */
+export function connectionCapRefusal (app: FastifyInstance, request: FastifyRequest): Refusal | undefined {
+  const { registry, settings } = scopeOf(app)
+  return capRefusal(request, registry, settings)
 }
 
 /** The user each admitted upgrade comes from (identity on), for the endpoint that opens its connection. */
@@ -322,6 +337,55 @@ export async function requireAdmin (app: FastifyInstance, request: FastifyReques
     request.log.warn({ url: redactToken(request.url), status: refusal.status }, `admin request refused: ${refusal.message}`)
   }
   if (refusal.status === 401) reply.header('www-authenticate', refusal.error === 'unauthorized' ? 'Bearer' : 'Bearer error="invalid_token"')
+  return sendRefusal(reply, refusal)
+}
+
+/**
+ * The admin routes that show or act on single clients, while no admin credential is set (no
+ * `--auth-token`, no identity): only a request from this machine passes (fromLoopback), as in
+ * Redis's protected mode. Returns the refusal, or undefined to let the request through.
+ */
+export function adminLocalRefusal (app: FastifyInstance, request: FastifyRequest): Refusal | undefined {
+  if (!app.echohubAccess.localOnly) return undefined
+  // Fastify's `ips` (with trustProxy only): the socket's address, then what the trusted proxies forwarded.
+  const forwarded = (request as { ips?: string[] }).ips
+  if (fromLoopback(request.raw.socket?.remoteAddress, forwarded)) return undefined
+  return REFUSALS.adminLocalOnly(app.echohub.cli ? '--auth-token' : 'the authToken option')
+}
+
+/**
+ * The admin Origin rule, for reads as for changes: a request whose `Origin` is neither listed in
+ * `--origins` nor its own on a localhost or IP-address host is refused (cross-site reads, DNS
+ * rebinding). Requests without `Origin` (curl, devices, scripts) pass.
+ */
+export function adminOriginRefusal (app: FastifyInstance, request: FastifyRequest): Refusal | undefined {
+  if (app.echohubAccess.mutationAllowed(request)) return undefined
+  const origin = String(request.headers.origin)
+  return request.method === 'GET' || request.method === 'HEAD' ? REFUSALS.adminReadNotAllowed(origin) : REFUSALS.mutationNotAllowed(origin)
+}
+
+/**
+ * An onRequest hook body for the admin routes that show or act on single clients (`/connections`
+ * and its actions, `/rooms`, `POST /publish`, the conformance reports' `DELETE`): the admin
+ * credential (requireAdmin), then this machine only while no credential is set (adminLocalRefusal),
+ * then the admin Origin rule (adminOriginRefusal). Refusals are counted and logged. Their answers
+ * carry CORS headers only for an origin listed in `--origins`, never `*`: run it after the app's
+ * CORS hook (a root `onRequest` hook, as @fastify/cors adds, runs before a plugin's).
+ */
+export async function requireClientAdmin (app: FastifyInstance, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
+  if (!app.echohubAccess.originListed(request.headers.origin)) reply.removeHeader('access-control-allow-origin')
+  const refused = await requireAdmin(app, request, reply)
+  if (refused !== undefined) return refused
+  const refusal = adminLocalRefusal(app, request) ?? adminOriginRefusal(app, request)
+  if (refusal === undefined) return undefined
+  return refuseClientAdmin(app, request, reply, refusal)
+}
+
+/** Sends a refusal of an admin route: counted, logged with the client's address and Origin. */
+export function refuseClientAdmin (app: FastifyInstance, request: FastifyRequest, reply: FastifyReply, refusal: Refusal): FastifyReply {
+  if (refusal.limit !== undefined) app.echohub.hit(refusal.limit)
+  const client = formatPeer(request.raw.socket?.remoteAddress, request.raw.socket?.remotePort)
+  request.log.warn({ client, url: redactToken(request.url), origin: request.headers.origin, status: refusal.status, limit: refusal.limit }, `admin request refused: ${refusal.message}`)
   return sendRefusal(reply, refusal)
 }
 

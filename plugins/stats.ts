@@ -1,14 +1,13 @@
 // /health, /stats and /metrics for the registry this app's echohub endpoints share.
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
-import { ensureInfrastructure, requireAdmin, sendRefusal } from './registry.js'
+import { ensureInfrastructure, requireAdmin, requireClientAdmin } from './registry.js'
 import { healthRoutes } from '../routes/health.js'
 import { statsRoutes } from '../routes/stats.js'
 import { metricsRoutes } from '../routes/metrics.js'
 import { roomsRoutes } from '../routes/rooms.js'
 import { connectionsRoutes } from '../routes/connections.js'
-import { redactToken, redactedRequest } from '../src/auth/access.js'
-import { REFUSALS } from '../src/refusals.js'
+import { redactedRequest } from '../src/auth/access.js'
 import { knownOptions, type OptionKeys } from '../src/options.js'
 
 export interface StatsOptions {
@@ -26,19 +25,15 @@ export const stats = fp<StatsOptions>(async function statsPlugin (app: FastifyIn
     await scope.register(healthRoutes)
     await scope.register(async (guarded) => {
       guarded.addHook('onRequest', async (request, reply) => await requireAdmin(guarded, request, reply))
-      // What changes something (POST /publish) is refused to other sites' pages.
-      guarded.addHook('onRequest', async (request, reply) => {
-        if (request.method === 'GET' || request.method === 'HEAD' || request.method === 'OPTIONS') return
-        if (guarded.echohubAccess.mutationAllowed(request)) return
-        const refusal = REFUSALS.mutationNotAllowed(String(request.headers.origin))
-        guarded.echohub.hit(refusal.limit!)
-        request.log.warn({ url: redactToken(request.url), origin: request.headers.origin }, 'admin request refused: origin not allowed')
-        return sendRefusal(reply, refusal)
-      })
       await guarded.register(statsRoutes)
       await guarded.register(metricsRoutes)
-      await guarded.register(roomsRoutes)
-      await guarded.register(connectionsRoutes)
+    })
+    // The routes that show or act on single clients: this machine only while no credential is
+    // set, and no other site's page may read or drive them (no `*` CORS, the admin Origin rule).
+    await scope.register(async (clients) => {
+      clients.addHook('onRequest', async (request, reply) => await requireClientAdmin(clients, request, reply))
+      await clients.register(roomsRoutes)
+      await clients.register(connectionsRoutes)
     })
     // An admin's `?token=` stays out of the request log lines, whatever logger the app has.
   }, { ...opts, logSerializers: { req: redactedRequest as unknown as (req: unknown) => string } })

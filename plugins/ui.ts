@@ -11,7 +11,8 @@ import { InvalidOptionError } from '../src/errors.js'
 import { ENDPOINT_DEFAULTS } from '../src/limits.js'
 import { serversRoutes, type ServersInfo } from '../routes/servers.js'
 import { inspectRoutes } from '../routes/inspect.js'
-import { adminRefusal, ensureInfrastructure } from './registry.js'
+import { addEndpoint, adminLocalRefusal, adminRefusal, connectionCapRefusal, ensureInfrastructure } from './registry.js'
+import { clientPeer } from './transport.js'
 
 export type { ServersInfo }
 
@@ -51,6 +52,8 @@ export interface UiOptions {
 }
 
 const PLUGIN = 'echohub-ui'
+/** The name inspectors' connections go by in /stats and /connections. */
+const INSPECTOR_ENDPOINT = 'inspector'
 const OPTION_KEYS: OptionKeys<UiOptions> = { chatPath: true, chatName: true, statsPath: true, echoServers: true, inspector: true, inspectorMaxBuffered: true }
 
 /**
@@ -104,7 +107,12 @@ const uiRoutes: FastifyPluginAsync<UiOptions> = async (app, opts) => {
     await app.register(inspectRoutes, {
       publicFolder,
       maxBuffered: integerOption(PLUGIN, opts, 'inspectorMaxBuffered', DEFAULT_LIMITS.inspectorMaxBuffered, 0),
-      adminRefusal: async (request) => await adminRefusal(app, request)
+      adminRefusal: async (request) => await adminRefusal(app, request),
+      localRefusal: (request) => adminLocalRefusal(app, request),
+      capRefusal: (request) => connectionCapRefusal(app, request),
+      // One endpoint for every inspector of the registry, whichever app serves it.
+      endpoint: app.echohub.endpoints.get(INSPECTOR_ENDPOINT) ?? addEndpoint(app, PLUGIN, INSPECTOR_ENDPOINT),
+      peer: (request) => ({ ...clientPeer(request), path: request.url })
     })
   }
 

@@ -28,7 +28,9 @@ export const DEFAULT_LIMITS = {
   /** An empty room is forgotten, history included, this many ms after its last member left. */
   roomTtl: 300000,
   /** An inspector page's unsent bytes past which its events are dropped (counted as inspector_dropped). */
-  inspectorMaxBuffered: 1024 * 1024
+  inspectorMaxBuffered: 1024 * 1024,
+  /** A socket's time from accept (its TLS handshake included) to its request's complete headers, ms. */
+  headersTimeout: 10000
 } as const
 
 /**
@@ -54,7 +56,9 @@ export const LIMIT_NAMES = [
   'token_expired',
   'forbidden',
   'invalid_control',
-  'inspector_dropped'
+  'inspector_dropped',
+  'admin_local_only',
+  'headers_timeout'
 ] as const
 
 export type LimitName = typeof LIMIT_NAMES[number]

@@ -33,6 +33,13 @@ export const REFUSALS = {
   originNotAllowed: (origin: string): Refusal => ({ status: 403, error: 'origin_not_allowed', message: `origin ${origin} is not allowed (see --origins)`, limit: 'origin' }),
   /** A page of another site tries to change something (POST /publish). */
   mutationNotAllowed: (origin: string): Refusal => ({ status: 403, error: 'origin_not_allowed', message: `origin ${origin} may not change anything here: list it in --origins`, limit: 'origin' }),
+  /**
+   * An admin route that shows or acts on single clients, asked from another host while no admin
+   * credential is set; `credential` names how to set one (the flag, or the plugin option).
+   */
+  adminLocalOnly: (credential: string): Refusal => ({ status: 403, error: 'admin_local_only', message: `this route shows or acts on single clients and, with no admin credential set, answers only this machine: set ${credential} to use it from another host`, limit: 'admin_local_only' }),
+  /** A page of another site tries to read an admin route that shows single clients. */
+  adminReadNotAllowed: (origin: string): Refusal => ({ status: 403, error: 'origin_not_allowed', message: `origin ${origin} may not read this route: list it in --origins`, limit: 'origin' }),
   /** The process-wide connection cap is full. */
   serverFull: (max: number): Refusal => ({ status: 503, error: 'server_full', message: `the server holds its maximum of ${max} connections`, retryAfter: RETRY_AFTER, limit: 'max_connections' }),
   /** One client address holds its share already. */

@@ -217,6 +217,8 @@ export class Connection {
 export interface RegistryOptions {
   /** Shown as `server_info` in /stats. */
   serverInfo?: string
+  /** Made by echohub's command line: refusals name its flags (`--auth-token`) rather than plugin options (`authToken`). */
+  cli?: boolean
 }
 
 export interface StatsSnapshot extends Traffic {
@@ -231,6 +233,8 @@ export interface StatsSnapshot extends Traffic {
 
 export class ConnectionRegistry {
   readonly serverInfo: string
+  /** Made by echohub's command line (see RegistryOptions). */
+  readonly cli: boolean
   readonly startedAt = Date.now()
   readonly connections = new Set<Connection>()
   readonly endpoints = new Map<string, EndpointStats>()
@@ -247,6 +251,7 @@ export class ConnectionRegistry {
 
   constructor (options: RegistryOptions = {}) {
     this.serverInfo = options.serverInfo ?? 'echohub'
+    this.cli = options.cli ?? false
   }
 
   /** Declares an endpoint; each name is used once per registry so its figures stay its own. */

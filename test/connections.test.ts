@@ -137,7 +137,7 @@ t.test('the actions work on chat connections, broadcasts and all', async (t) => 
   t.same(await alice.inbox.closed(), { code: 4002, reason: 'bye' })
 })
 
-t.test('a POST from another site\'s page is refused with 403; the page\'s own origin on an IP passes', async (t) => {
+t.test('a POST or a read from another site\'s page is refused with 403; the page\'s own origin on an IP passes', async (t) => {
   const { app, port, url } = await lab(t)
   const ws = await connect(t, url + '/raw')
   const [{ id }] = await list(app) as [{ id: number }]
@@ -149,7 +149,8 @@ t.test('a POST from another site\'s page is refused with 403; the page\'s own or
   const own = await post(app, `/connections/${id}/send`, { text: 'ok' }, { origin: `http://${host}`, host })
   t.equal(own.statusCode, 202)
   t.equal((await nextMessage(ws)).text, 'ok')
-  t.equal((await app.inject({ url: '/connections', headers: { origin: 'https://evil.example' } })).statusCode, 200, 'reading is not changing')
+  const read = await app.inject({ url: '/connections', headers: { origin: 'https://evil.example' } })
+  t.same([read.statusCode, read.json().error], [403, 'origin_not_allowed'], 'nor may it read the list')
 })
 
 t.test('with --auth-token, /connections and its actions need the token', async (t) => {

@@ -51,7 +51,8 @@ t.test('an inspector gets the live list at once, then the watched connection\'s 
   const device = await connect(t, url + '/echo/raw?fragment=4')
   const { inbox, watch } = await inspector(t, url)
   const first = await nextWhere(inbox, (f) => f.type === 'connections')
-  t.equal(first.total, 1)
+  t.equal(first.total, 2, 'the device, and the inspector itself: a connection too')
+  t.same(first.connections.map((c: Frame) => c.endpoint), ['echo', 'inspector'])
   const id = first.connections[0].id as number
   t.same(first.connections[0].controls, { fragment: 4 })
   await watch(id)
@@ -205,4 +206,76 @@ t.test('inspectorMaxBuffered: a plugin option, checked at register, shown in /st
   const bad = Fastify({ logger: false })
   t.teardown(() => bad.close())
   await t.rejects(async () => { await bad.register(ui, { inspectorMaxBuffered: -1 }).ready() }, { code: 'ECHOHUB_ERR_INVALID_OPTION', message: /inspectorMaxBuffered/ })
+})
+
+t.test('inspector sockets are connections: counted against both caps, refused like any client, shown in /stats', async (t) => {
+  const { app, port, url } = await lab(t, { maxConnectionsPerIp: 2, maxConnections: 3 })
+  await connect(t, url + '/echo/raw')
+  const { ws } = await inspector(t, url)
+  const stats = (await app.inject('/stats')).json()
+  t.same(stats.endpoints.inspector.connections, { current: 1, peak: 1, total: 1 }, 'the endpoint inspector')
+  t.equal(stats.connections.current, 2)
+  const second = await rawUpgrade(t, port, '/inspect/ws')
+  t.equal(isUpgraded(second) ? 101 : second.status, 429, 'a third socket from this address, an inspector, is over the per-address cap')
+  if (!isUpgraded(second)) {
+    t.equal(second.headers['retry-after'], '5')
+    t.equal(JSON.parse(second.body).error, 'too_many_connections')
+  }
+  const device = await rawUpgrade(t, port, '/echo/raw')
+  t.equal(isUpgraded(device) ? 101 : device.status, 429, 'and the inspector counts against the cap for the devices too')
+  t.equal((await app.inject('/stats')).json().limits.hits.max_connections_per_ip, 2)
+  ws.close()
+  await until(() => app.echohub.connections.size === 1, 'the inspector to leave the registry')
+  t.equal((await app.inject('/stats')).json().endpoints.inspector.connections.current, 0)
+})
+
+t.test('inspector sockets count against the process-wide cap: 503', async (t) => {
+  const { port, url } = await lab(t, { maxConnections: 1 })
+  await connect(t, url + '/echo/raw')
+  const refused = await rawUpgrade(t, port, '/inspect/ws')
+  t.equal(isUpgraded(refused) ? 101 : refused.status, 503)
+  if (!isUpgraded(refused)) t.equal(JSON.parse(refused.body).error, 'server_full')
+})
+
+t.test('an inspector cannot be watched (it would be fed its own frames)', async (t) => {
+  const { url } = await lab(t)
+  const { ws, inbox } = await inspector(t, url)
+  const list = await nextWhere(inbox, (f) => f.type === 'connections')
+  const self = list.connections.find((c: Frame) => c.endpoint === 'inspector')
+  ws.send(JSON.stringify({ type: 'watch', id: self.id }))
+  const answer = await nextWhere(inbox, (f) => f.type === 'watching')
+  t.equal(answer.id, null)
+  t.match(answer.message, /inspector/)
+})
+
+t.test('the list is built once per update for all inspectors, not once per inspector', async (t) => {
+  const { app, url } = await lab(t)
+  for (let i = 0; i < 3; i++) await connect(t, url + '/echo/raw')
+  const { InspectorHub } = await import('../src/lab/inspector.js')
+  // Counts the walks over the registry's connections: building a list is one walk.
+  let walks = 0
+  const connections = app.echohub.connections
+  const counted = new Proxy(connections, {
+    get (target, key) {
+      if (key === Symbol.iterator) walks++
+      const value = Reflect.get(target, key, target) as unknown
+      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value
+    }
+  })
+  const registry = Object.create(app.echohub, { connections: { value: counted } }) as typeof app.echohub
+  const hub = new InspectorHub(registry, { listInterval: 20 })
+  const pages = Array.from({ length: 5 }, () => {
+    const sent: string[] = []
+    return { sent, inspector: hub.attach({ readyState: 1, bufferedAmount: 0, send: (data: string) => { sent.push(data) } }) }
+  })
+  t.teardown(() => { for (const p of pages) hub.detach(p.inspector) })
+  await until(() => pages.every((p) => p.sent.length >= 3), 'two more lists for every page')
+  const before = walks
+  const sentBefore = pages[0]!.sent.length
+  await until(() => pages[0]!.sent.length >= sentBefore + 2, 'two more updates')
+  const updates = pages[0]!.sent.length - sentBefore
+  t.ok(walks - before <= updates + 1, `${walks - before} walks for ${updates} updates of 5 inspectors`)
+  const last = JSON.parse(pages[4]!.sent.at(-1)!)
+  t.same(Object.keys(last), ['type', 'total', 'connections', 'watching', 'dropped'])
+  t.same([last.total, last.connections.length, last.watching, last.dropped], [3, 3, null, 0])
 })

@@ -37,6 +37,19 @@ export class AccessPolicy {
   }
 
   /**
+   * No admin credential is configured (no token, no identity): the admin routes that show or act
+   * on single clients then answer this machine only, as Redis's protected mode does.
+   */
+  get localOnly (): boolean {
+    return this.#tokenDigest === undefined && this.identity === undefined
+  }
+
+  /** An `Origin` listed explicitly in `--origins` (the default `*` lists none). */
+  originListed (origin: string | string[] | undefined): boolean {
+    return typeof origin === 'string' && this.origins !== '*' && this.origins.has(origin.toLowerCase())
+  }
+
+  /**
    * A request without `Origin` (devices, CLI tools) is allowed; a browser's must be on the list.
    * Nothing is inferred from the Host header: a DNS-rebinding page controls both.
    */
@@ -57,8 +70,8 @@ export class AccessPolicy {
     const origin = request.headers.origin
     if (origin === undefined) return true
     if (Array.isArray(origin)) return false
+    if (this.originListed(origin)) return true
     const lower = origin.toLowerCase()
-    if (this.origins !== '*' && this.origins.has(lower)) return true
     let url: URL
     try {
       url = new URL(lower)
@@ -86,6 +99,24 @@ export class AccessPolicy {
 /** The token a request presents: `Authorization: Bearer <token>`, else `?token=<token>`. */
 export function presentedToken (request: RequestLike): string | undefined {
   return bearer(request.headers.authorization) ?? queryToken(request.url)
+}
+
+/** A loopback address: 127.0.0.0/8 (also IPv4-mapped) or ::1. */
+export function isLoopback (address: string | undefined): boolean {
+  if (address === undefined) return false
+  const plain = address.toLowerCase().startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address
+  return plain === '::1' || plain === '0:0:0:0:0:0:0:1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(plain)
+}
+
+/**
+ * Whether a request comes from this machine: its socket's peer is a loopback address and so is
+ * every address the trusted proxies forwarded (`forwarded`: Fastify's `request.ips` with
+ * `trustProxy`, the socket's address first). Checking the peer alone would let any client behind a
+ * local proxy in; checking the forwarded address alone would let `X-Forwarded-For: 127.0.0.1` in.
+ */
+export function fromLoopback (peer: string | undefined, forwarded: readonly string[] | undefined): boolean {
+  if (!isLoopback(peer)) return false
+  return forwarded === undefined || forwarded.every(isLoopback)
 }
 
 function isLocalOrIp (hostname: string): boolean {

@@ -29,16 +29,23 @@ const LIST_INTERVAL = 1000
 const MAX_LISTED = 500
 const OPEN = 1
 
+/** What the hub counts an inspector's traffic on: its connection in the registry. */
+export interface InspectorCounter {
+  sent: (bytes: number) => void
+}
+
 /** One attached inspector page. */
 export class Inspector {
   readonly socket: InspectorSocket
+  readonly counter: InspectorCounter | undefined
   /** The id of the connection it watches. */
   watching: number | undefined
   /** Events it lost by not reading fast enough. */
   dropped = 0
 
-  constructor (socket: InspectorSocket) {
+  constructor (socket: InspectorSocket, counter?: InspectorCounter) {
     this.socket = socket
+    this.counter = counter
   }
 }
 
@@ -62,6 +69,8 @@ export class InspectorHub {
   readonly #registry: ConnectionRegistry
   readonly #inspectors = new Set<Inspector>()
   readonly #watches = new Map<number, Watch>()
+  /** The inspectors' own sockets: never watched, since watching one would feed it its own frames. */
+  readonly #inspectorSockets = new WeakSet<object>()
   /** Unsent bytes past which an inspector's events are dropped. */
   maxBuffered: number
   readonly #listInterval: number
@@ -84,12 +93,14 @@ export class InspectorHub {
     return this.#watches.size
   }
 
-  attach (socket: InspectorSocket): Inspector {
-    const inspector = new Inspector(socket)
+  /** Attaches an inspector page; `counter` counts what it is sent (its connection in the registry). */
+  attach (socket: InspectorSocket, counter?: InspectorCounter): Inspector {
+    const inspector = new Inspector(socket, counter)
     this.#inspectors.add(inspector)
-    this.#sendList(inspector)
+    this.#inspectorSockets.add(socket)
+    this.#sendLists([inspector])
     if (this.#timer === undefined) {
-      this.#timer = setInterval(() => { for (const i of this.#inspectors) this.#sendList(i) }, this.#listInterval)
+      this.#timer = setInterval(() => this.#sendLists(this.#inspectors), this.#listInterval)
       this.#timer.unref()
     }
     return inspector
@@ -151,6 +162,10 @@ export class InspectorHub {
       this.#deliver(inspector, JSON.stringify({ type: 'watching', id: null, message: `no open connection has id ${id}` }))
       return
     }
+    if (conn !== undefined && this.#inspectorSockets.has(conn.socket)) {
+      this.#deliver(inspector, JSON.stringify({ type: 'watching', id: null, message: `connection ${id} is an inspector: inspectors cannot be watched` }))
+      return
+    }
     if (conn !== undefined) {
       let watch = this.#watches.get(conn.id)
       if (watch === undefined) {
@@ -193,14 +208,33 @@ export class InspectorHub {
     for (const inspector of watch.inspectors) this.#deliver(inspector, json)
   }
 
-  #sendList (inspector: Inspector): void {
-    this.#deliver(inspector, JSON.stringify({
-      type: 'connections',
-      total: this.#registry.connections.size,
-      connections: listConnections(this.#registry, this.#maxListed),
-      watching: inspector.watching ?? null,
-      dropped: inspector.dropped
-    }))
+  /**
+   * Sends the connection list to these inspectors. The list is built once for all of them (only
+   * its last two keys are each inspector's own), and not at all when every one of them is behind.
+   */
+  #sendLists (inspectors: Iterable<Inspector>): void {
+    let shared: string | undefined
+    for (const inspector of inspectors) {
+      if (!this.#ready(inspector)) continue
+      shared ??= JSON.stringify({
+        type: 'connections',
+        total: this.#registry.connections.size,
+        connections: listConnections(this.#registry, this.#maxListed)
+      }).slice(0, -1)
+      this.#deliver(inspector, `${shared},"watching":${inspector.watching ?? null},"dropped":${inspector.dropped}}`)
+    }
+  }
+
+  /** Whether an event for this inspector would be sent (it is open and not behind); one that is behind loses it. */
+  #ready (inspector: Inspector): boolean {
+    const socket = inspector.socket
+    if (socket.readyState !== OPEN) return false
+    if (socket.bufferedAmount > this.maxBuffered) {
+      inspector.dropped++
+      this.#registry.hit('inspector_dropped')
+      return false
+    }
+    return true
   }
 
   #error (inspector: Inspector, message: string): void {
@@ -209,14 +243,9 @@ export class InspectorHub {
 
   /** Sends to one inspector unless it is behind: then the event is lost, and counted. */
   #deliver (inspector: Inspector, json: string): void {
-    const socket = inspector.socket
-    if (socket.readyState !== OPEN) return
-    if (socket.bufferedAmount > this.maxBuffered) {
-      inspector.dropped++
-      this.#registry.hit('inspector_dropped')
-      return
-    }
-    socket.send(json)
+    if (!this.#ready(inspector)) return
+    inspector.socket.send(json)
+    inspector.counter?.sent(Buffer.byteLength(json))
   }
 }
 
