@@ -170,6 +170,7 @@ export async function startEchohub (config: Config, options: StartOptions): Prom
         maxConnectionsPerIp: config.maxConnectionsPerIp,
         heartbeatInterval: config.heartbeatInterval,
         shutdownTimeout: config.shutdownTimeout,
+        headersTimeout: config.headersTimeout,
         origins: config.origins === '*' ? '*' : [...config.origins],
         compression: config.compression,
         ...(config.authToken === undefined ? {} : { authToken: config.authToken }),

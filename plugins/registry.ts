@@ -15,6 +15,7 @@ import { createJwtVerifier, publicKeyFromPem, secretKey, type JwtOptions } from 
 import { checkedUser, identify, jwtIdentity, type AuthRefusal, type Identity } from '../src/auth/identity.js'
 import type { Authenticate, User } from '../src/auth/user.js'
 import { PER_MESSAGE_DEFLATE } from '../src/transport/compression.js'
+import { headersDeadline } from '../src/transport/headers-deadline.js'
 import { raiseMaxPayload, rememberUpgrade } from './ws-internals.js'
 import { clientPeer, routeSubprotocols, subprotocolRouter } from './transport.js'
 import { answerCheck, isCheck } from '../routes/check.js'
@@ -63,6 +64,14 @@ export interface RegistryPluginOptions {
    * set `perMessageDeflate` in its options instead.
    */
   compression?: boolean
+  /**
+   * ms a socket of the app's server has, from accept (its TLS handshake included), to complete its
+   * request's headers; then it is closed, counted as `headers_timeout` (default 10000). Meanwhile it
+   * counts against `maxConnectionsPerIp` by its peer address, unless that is a proxy the app's
+   * `trustProxy` names. It applies to the whole server, as which route a socket wants is known only
+   * from its headers.
+   */
+  headersTimeout?: number
 }
 
 export const SHUTDOWN_REASON = 'server shutting down'
@@ -80,7 +89,8 @@ const OPTION_KEYS: OptionKeys<RegistryPluginOptions> = {
   jwt: true,
   authenticate: true,
   verifyToken: true,
-  compression: true
+  compression: true,
+  headersTimeout: true
 }
 
 function readOptions (opts: RegistryPluginOptions) {
@@ -98,6 +108,7 @@ function readOptions (opts: RegistryPluginOptions) {
     maxConnectionsPerIp: integerOption(PLUGIN, opts, 'maxConnectionsPerIp', DEFAULT_LIMITS.maxConnectionsPerIp, 1),
     heartbeatInterval: integerOption(PLUGIN, opts, 'heartbeatInterval', DEFAULT_LIMITS.heartbeatInterval, 0),
     compression: booleanOption(PLUGIN, opts, 'compression', false),
+    headersTimeout: integerOption(PLUGIN, opts, 'headersTimeout', DEFAULT_LIMITS.headersTimeout, 1),
     access: new AccessPolicy({
       origins,
       authToken: opts.authToken === undefined ? undefined : stringOption(PLUGIN, opts, 'authToken', ''),
@@ -177,7 +188,8 @@ const registryPlugin: FastifyPluginAsync<RegistryPluginOptions> = async (app, op
     origins: settings.access.origins === '*' ? '*' : [...settings.access.origins].join(','),
     auth: settings.access.authRequired,
     identity: opts.jwt !== undefined ? 'jwt' : opts.authenticate !== undefined ? 'authenticate' : false,
-    compression: settings.compression
+    compression: settings.compression,
+    headers_timeout_ms: settings.headersTimeout
   })
   app.decorate('echohub', registry)
   app.decorate('echohubAccess', settings.access)
@@ -223,6 +235,22 @@ const registryPlugin: FastifyPluginAsync<RegistryPluginOptions> = async (app, op
     })
   }
   if (settings.heartbeatInterval > 0) startHeartbeat(app, scope, settings.heartbeatInterval)
+  watchHeaders(app, registry, settings.headersTimeout)
+}
+
+/** Slow requests: closes a socket of the app's server that has not sent its headers in time (src/transport/headers-deadline.ts). */
+function watchHeaders (app: FastifyInstance, registry: ConnectionRegistry, timeout: number): void {
+  const server = app.server
+  // An HTTP/2 server has no such phase to bound (nor WebSocket upgrades).
+  if (!('headersTimeout' in server)) return
+  const stop = headersDeadline(registry).watch(server, {
+    timeout,
+    expired (address, port) {
+      registry.hit('headers_timeout')
+      app.log.warn({ client: formatPeer(address, port), timeout_ms: timeout }, 'request headers not complete in time; connection closed')
+    }
+  })
+  app.addHook('onClose', async () => stop())
 }
 
 /** Sends a refusal from src/refusals.ts: its status, `Retry-After` when it has one, and the JSON body. */
@@ -258,10 +286,27 @@ function refusalFor (request: FastifyRequest, registry: ConnectionRegistry, sett
 function capRefusal (request: FastifyRequest, registry: ConnectionRegistry, settings: Settings): Refusal | undefined {
   if (registry.connections.size >= settings.maxConnections) return REFUSALS.serverFull(settings.maxConnections)
   const address = clientPeer(request).address
-  if (address !== undefined && registry.connectionsFrom(address) >= settings.maxConnectionsPerIp) {
-    return REFUSALS.tooManyConnections(address, settings.maxConnectionsPerIp)
-  }
+  if (address === undefined) return undefined
+  let held = registry.connectionsFrom(address)
+  // Sockets from this address still sending their headers count too, unless it is a trusted proxy's.
+  const waiting = headersDeadline(registry).pendingFrom(address)
+  if (waiting > 0 && !trustsProxyAt(request, address)) held += waiting
+  if (held >= settings.maxConnectionsPerIp) return REFUSALS.tooManyConnections(address, settings.maxConnectionsPerIp)
   return undefined
+}
+
+/**
+ * Whether the app's `trustProxy` believes a proxy at this address, asked of Fastify itself: its
+ * request's `ips` getter (defined only with trustProxy) run on a request from that address.
+ */
+function trustsProxyAt (request: FastifyRequest, address: string): boolean {
+  let getter: (() => unknown) | undefined
+  for (let proto = Object.getPrototypeOf(request) as object | null; proto !== null && getter === undefined; proto = Object.getPrototypeOf(proto) as object | null) {
+    getter = Object.getOwnPropertyDescriptor(proto, 'ips')?.get
+  }
+  if (getter === undefined) return false
+  const ips = getter.call({ raw: { socket: { remoteAddress: address }, headers: { 'x-forwarded-for': '192.0.2.1' } } })
+  return Array.isArray(ips) && ips.length > 1
 }
 
 /**

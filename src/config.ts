@@ -37,6 +37,8 @@ export interface Config {
   maxBuffered: number
   authToken: string | undefined
   shutdownTimeout: number
+  /** ms from accept (TLS handshake included) to a request's complete headers. */
+  headersTimeout: number
   historySize: number
   maxRoomsPerClient: number
   maxRooms: number
@@ -110,6 +112,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'roomTtl', flag: 'room-ttl', env: 'ROOM_TTL', kind: 'count', min: 0, unit: 'ms', default: String(DEFAULT_LIMITS.roomTtl), help: 'ms after its last member left that an empty room is forgotten, history included' },
   { key: 'inspectorMaxBuffered', flag: 'inspector-max-buffered', env: 'INSPECTOR_MAX_BUFFERED', kind: 'count', min: 0, default: String(DEFAULT_LIMITS.inspectorMaxBuffered), help: "an inspector page's unsent bytes past which it loses events rather than slow anyone down" },
   { key: 'shutdownTimeout', flag: 'shutdown-timeout', env: 'SHUTDOWN_TIMEOUT', kind: 'count', min: 0, unit: 'ms', default: String(DEFAULT_LIMITS.shutdownTimeout), help: 'ms shutdown waits for clients to close before cutting them off' },
+  { key: 'headersTimeout', flag: 'headers-timeout', env: 'HEADERS_TIMEOUT', kind: 'count', min: 1, unit: 'ms', default: String(DEFAULT_LIMITS.headersTimeout), help: 'ms a socket has from accept (TLS handshake included) to complete its request headers; then it is closed' },
   { key: 'redis', flag: 'redis', env: 'REDIS_URL', kind: 'redisUrl', default: undefined, help: 'Redis URL (redis://host:6379): instances on one Redis and prefix share one chat' },
   { key: 'redisPrefix', flag: 'redis-prefix', env: 'REDIS_PREFIX', kind: 'redisPrefix', default: DEFAULT_REDIS_PREFIX, help: 'prefix of every Redis key and channel echohub uses' },
   { key: 'jwtSecret', flag: 'jwt-secret', env: 'JWT_SECRET', kind: 'jwtSecret', default: undefined, help: 'clients present an HS256 JWT signed with this secret (32+ bytes; prefer the variable)' },
