@@ -243,14 +243,20 @@ function watchHeaders (app: FastifyInstance, registry: ConnectionRegistry, timeo
   const server = app.server
   // An HTTP/2 server has no such phase to bound (nor WebSocket upgrades).
   if (!('headersTimeout' in server)) return
-  const stop = headersDeadline(registry).watch(server, {
+  const watch = headersDeadline(registry).watch(server, {
     timeout,
     expired (address, port) {
       registry.hit('headers_timeout')
       app.log.warn({ client: formatPeer(address, port), timeout_ms: timeout }, 'request headers not complete in time; connection closed')
     }
   })
-  app.addHook('onClose', async () => stop())
+  // Every upgrade, the app's own WebSocket routes' included, is routed through the app (so through
+  // this hook, registered where the registry is: the app's root, as a rule): its headers are complete.
+  app.addHook('onRequest', (request, _reply, done) => {
+    watch.complete(request.raw.socket)
+    done()
+  })
+  app.addHook('onClose', async () => watch.stop())
 }
 
 /** Sends a refusal from src/refusals.ts: its status, `Retry-After` when it has one, and the JSON body. */

@@ -16,6 +16,8 @@ export interface StatsOptions {
 }
 
 const OPTION_KEYS: OptionKeys<StatsOptions> = { prefix: true }
+/** The paths of routes/rooms.ts and routes/connections.ts. */
+const CLIENT_ADMIN_PATHS = ['/connections', '/connections/:id/:action', '/rooms', '/publish']
 
 export const stats = fp<StatsOptions>(async function statsPlugin (app: FastifyInstance, opts: StatsOptions) {
   knownOptions('echohub-stats', opts, OPTION_KEYS)
@@ -34,6 +36,11 @@ export const stats = fp<StatsOptions>(async function statsPlugin (app: FastifyIn
       clients.addHook('onRequest', async (request, reply) => await requireClientAdmin(clients, request, reply))
       await clients.register(roomsRoutes)
       await clients.register(connectionsRoutes)
+      // With any origin allowed (`*`), an app-wide CORS plugin would answer their preflights with
+      // `Access-Control-Allow-Origin: *`; no origin is listed, so none gets CORS here.
+      if (clients.echohubAccess.origins === '*') {
+        for (const url of CLIENT_ADMIN_PATHS) clients.options(url, { config: { cors: false } }, async (_request, reply) => reply.code(204).header('allow', 'GET, HEAD, POST').send())
+      }
     })
     // An admin's `?token=` stays out of the request log lines, whatever logger the app has.
   }, { ...opts, logSerializers: { req: redactedRequest as unknown as (req: unknown) => string } })

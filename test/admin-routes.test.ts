@@ -110,6 +110,9 @@ t.test('admin reads: no Access-Control-Allow-Origin *, and the admin Origin rule
   const plain = await app.inject('/rooms')
   t.equal(plain.statusCode, 200, 'no Origin: curl, scripts')
   t.equal(plain.headers['access-control-allow-origin'], undefined, 'never *')
+  const preflight = await app.inject({ method: 'OPTIONS', url: '/connections', headers: { origin: 'https://evil.example', host, 'access-control-request-method': 'GET', 'access-control-request-headers': 'authorization' } })
+  t.equal(preflight.headers['access-control-allow-origin'], undefined, 'nor a preflight')
+  t.equal(preflight.statusCode, 403)
   const page = await app.inject({ url: '/inspect', headers: { origin: 'https://evil.example', host } })
   t.equal(page.statusCode, 403, 'the inspector page too')
   const figures = await app.inject({ url: '/stats', headers: { origin: 'https://evil.example' } })
@@ -123,6 +126,8 @@ t.test('only an origin listed in --origins gets CORS headers on them', async (t)
   const res = await app.inject({ url: '/connections', headers: { origin: listed, host: `127.0.0.1:${port}` } })
   t.equal(res.statusCode, 200)
   t.equal(res.headers['access-control-allow-origin'], listed)
+  const preflight = await app.inject({ method: 'OPTIONS', url: '/connections/1/ping', headers: { origin: listed, 'access-control-request-method': 'POST' } })
+  t.equal(preflight.headers['access-control-allow-origin'], listed, 'and its preflights are answered')
 })
 
 /** A non-loopback address of this machine, to connect from. */

@@ -26,6 +26,14 @@ export interface HeadersWatchOptions {
   expired: (address: string, port: number | undefined) => void
 }
 
+/** One watched server. */
+export interface HeadersWatch {
+  /** This socket's request headers are complete (an upgrade's, say): its deadline is off. */
+  complete: (socket: Socket) => void
+  /** Stops watching the server; its sockets still waiting are no longer counted. */
+  stop: () => void
+}
+
 /** The sockets of some servers (one registry's) that have not sent complete headers yet. */
 export class HeadersDeadline {
   readonly #byAddress = new Map<string, number>()
@@ -43,11 +51,12 @@ export class HeadersDeadline {
   }
 
   /**
-   * Watches an HTTP or HTTPS server's sockets from now on; returns what stops watching it. Needs
-   * the server's `upgrade` listener (a WebSocket server's) to be in place already: one added where
-   * there is none would change how Node treats upgrades.
+   * Watches an HTTP or HTTPS server's sockets from now on. A plain request's headers are seen
+   * complete by the server's `request` event; an upgrade's must be reported with `complete`
+   * (from a hook every upgrade passes), since a listener of the server's `upgrade` event would
+   * change how Node treats upgrades where there was none.
    */
-  watch (server: HttpServer, options: HeadersWatchOptions): () => void {
+  watch (server: HttpServer, options: HeadersWatchOptions): HeadersWatch {
     const { timeout, expired } = options
     const bySocket = new WeakMap<Socket, Pending>()
     // A TLS socket is not its TCP socket, and Node gives no public link from one to the other; a
@@ -89,25 +98,26 @@ export class HeadersDeadline {
       pending.secure = secure
       bySocket.set(secure, pending)
     }
-    const onHeaders = (request: IncomingMessage): void => {
-      const pending = bySocket.get(request.socket)
+    const complete = (socket: Socket): void => {
+      const pending = bySocket.get(socket)
       if (pending !== undefined) finish(pending)
     }
+    const onRequest = (request: IncomingMessage): void => complete(request.socket)
 
     // First in line: the headers are complete before any route (and admission) sees them.
     server.prependListener('connection', onConnection)
     server.prependListener('secureConnection', onSecure)
-    server.prependListener('request', onHeaders)
-    const upgrades = server.listenerCount('upgrade') > 0
-    if (upgrades) server.prependListener('upgrade', onHeaders)
+    server.prependListener('request', onRequest)
     // Later requests on a kept-alive socket: Node's own check, however late, with the same bound.
     server.headersTimeout = Math.min(server.headersTimeout, timeout)
-    return () => {
-      server.removeListener('connection', onConnection)
-      server.removeListener('secureConnection', onSecure)
-      server.removeListener('request', onHeaders)
-      if (upgrades) server.removeListener('upgrade', onHeaders)
-      for (const pending of handshaking.values()) finish(pending)
+    return {
+      complete,
+      stop () {
+        server.removeListener('connection', onConnection)
+        server.removeListener('secureConnection', onSecure)
+        server.removeListener('request', onRequest)
+        for (const pending of handshaking.values()) finish(pending)
+      }
     }
   }
 }
