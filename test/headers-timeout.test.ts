@@ -88,6 +88,13 @@ t.test('a TLS socket that never handshakes is closed after the timeout, the hand
   t.equal(app.echohub.limitHits.headers_timeout, 1)
   const client = await connect(t, `wss://127.0.0.1:${port}/`, { rejectUnauthorized: false })
   t.equal(client.readyState, WebSocket.OPEN, 'a client that handshakes and sends its headers in time connects')
+  // A socket accepted after the client's: once it is closed, the client's deadline has passed too.
+  const since = Date.now()
+  const later = await socketTo(t, port)
+  later.on('error', () => {})
+  await closedWithin(later, since, 5000)
+  t.equal(client.readyState, WebSocket.OPEN, 'and stays open past its deadline: its TLS socket\'s headers were seen')
+  t.equal(app.echohub.limitHits.headers_timeout, 2)
 })
 
 t.test('a socket whose headers came in time is not touched by the timeout', async (t) => {
