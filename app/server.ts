@@ -34,7 +34,7 @@ const DEFINITIONS: Record<ServerName, ServerDefinition> = {
     portFlag: '--echo-port',
     paths: [{ scheme: 'ws', path: '/' }, { scheme: 'ws', path: '/raw' }],
     async setup (app, config) {
-      await app.register(echo, { name: 'echo', serverInfo: config.serverInfo, maxPayload: config.echoMaxPayload, subprotocols: config.subprotocols ?? '*' })
+      await app.register(echo, { name: 'echo', serverInfo: config.serverInfo, maxPayload: config.echoMaxPayload, subprotocols: config.subprotocols ?? '*', labMaxOutput: config.labMaxOutput, labMaxBurst: config.labMaxBurst })
     }
   },
   'echo-debug': {
@@ -43,7 +43,7 @@ const DEFINITIONS: Record<ServerName, ServerDefinition> = {
     paths: [{ scheme: 'ws', path: '/' }, { scheme: 'ws', path: '/raw' }],
     verbose: true,
     async setup (app, config) {
-      await app.register(echo, { name: 'echo-debug', serverInfo: `${config.serverInfo} (debug)`, welcome: true, debug: true, maxPayload: config.echoMaxPayload, subprotocols: config.subprotocols ?? '*' })
+      await app.register(echo, { name: 'echo-debug', serverInfo: `${config.serverInfo} (debug)`, welcome: true, debug: true, maxPayload: config.echoMaxPayload, subprotocols: config.subprotocols ?? '*', labMaxOutput: config.labMaxOutput, labMaxBurst: config.labMaxBurst })
     }
   },
   chat: {
@@ -169,6 +169,7 @@ export async function startEchohub (config: Config, options: StartOptions): Prom
         maxConnections: config.maxConnections,
         maxConnectionsPerIp: config.maxConnectionsPerIp,
         heartbeatInterval: config.heartbeatInterval,
+        maxControlFrames: config.maxControlFrames,
         shutdownTimeout: config.shutdownTimeout,
         origins: config.origins === '*' ? '*' : [...config.origins],
         compression: config.compression,

@@ -51,6 +51,12 @@ export interface Config {
   jwtAudience: string | undefined
   jwtIssuer: string | undefined
   inspectorMaxBuffered: number
+  /** The most one received message's lab replies may send, bytes. */
+  labMaxOutput: number
+  /** The most a lab burst may ask for (`burst * burst_size`), bytes. */
+  labMaxBurst: number
+  /** Pings and pongs one client may send in a second; 0 turns the check off. */
+  maxControlFrames: number
   /** PEM files of the certificate and key every server speaks https/wss with. */
   tlsCert: string | undefined
   tlsKey: string | undefined
@@ -109,6 +115,9 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'maxRooms', flag: 'max-rooms', env: 'MAX_ROOMS', kind: 'count', min: 1, default: String(DEFAULT_LIMITS.maxRooms), help: 'chat rooms that exist at once (over: error room_limit)' },
   { key: 'roomTtl', flag: 'room-ttl', env: 'ROOM_TTL', kind: 'count', min: 0, unit: 'ms', default: String(DEFAULT_LIMITS.roomTtl), help: 'ms after its last member left that an empty room is forgotten, history included' },
   { key: 'inspectorMaxBuffered', flag: 'inspector-max-buffered', env: 'INSPECTOR_MAX_BUFFERED', kind: 'count', min: 0, default: String(DEFAULT_LIMITS.inspectorMaxBuffered), help: "an inspector page's unsent bytes past which it loses events rather than slow anyone down" },
+  { key: 'labMaxOutput', flag: 'lab-max-output', env: 'LAB_MAX_OUTPUT', kind: 'count', min: 1, unit: 'bytes', default: String(DEFAULT_LIMITS.labMaxOutput), help: "the most one message's lab replies may send (repeat copies, fragment headers); over: close 1008" },
+  { key: 'labMaxBurst', flag: 'lab-max-burst', env: 'LAB_MAX_BURST', kind: 'count', min: 1, unit: 'bytes', default: String(DEFAULT_LIMITS.labMaxBurst), help: 'the most a lab burst may ask for, burst * burst_size bytes; over: 400 at the upgrade' },
+  { key: 'maxControlFrames', flag: 'max-control-frames', env: 'MAX_CONTROL_FRAMES', kind: 'count', min: 0, unit: 'a second; 0 turns it off', default: String(DEFAULT_LIMITS.maxControlFrames), help: 'pings and pongs one client may send in a second; over: close 1008 (0: no limit)' },
   { key: 'shutdownTimeout', flag: 'shutdown-timeout', env: 'SHUTDOWN_TIMEOUT', kind: 'count', min: 0, unit: 'ms', default: String(DEFAULT_LIMITS.shutdownTimeout), help: 'ms shutdown waits for clients to close before cutting them off' },
   { key: 'redis', flag: 'redis', env: 'REDIS_URL', kind: 'redisUrl', default: undefined, help: 'Redis URL (redis://host:6379): instances on one Redis and prefix share one chat' },
   { key: 'redisPrefix', flag: 'redis-prefix', env: 'REDIS_PREFIX', kind: 'redisPrefix', default: DEFAULT_REDIS_PREFIX, help: 'prefix of every Redis key and channel echohub uses' },

@@ -28,7 +28,13 @@ export const DEFAULT_LIMITS = {
   /** An empty room is forgotten, history included, this many ms after its last member left. */
   roomTtl: 300000,
   /** An inspector page's unsent bytes past which its events are dropped (counted as inspector_dropped). */
-  inspectorMaxBuffered: 1024 * 1024
+  inspectorMaxBuffered: 1024 * 1024,
+  /** The most one received message's lab replies may send, bytes (over: close 1008, lab_output). */
+  labMaxOutput: 16 * 1024 * 1024,
+  /** The most a lab burst may ask for, `burst * burst_size` bytes (over: 400 invalid_control). */
+  labMaxBurst: 256 * 1024 * 1024,
+  /** Pings and pongs one client may send in a second (over: close 1008, control_flood); 0 turns it off. */
+  maxControlFrames: 100
 } as const
 
 /**
@@ -54,7 +60,9 @@ export const LIMIT_NAMES = [
   'token_expired',
   'forbidden',
   'invalid_control',
-  'inspector_dropped'
+  'inspector_dropped',
+  'lab_output',
+  'control_flood'
 ] as const
 
 export type LimitName = typeof LIMIT_NAMES[number]
