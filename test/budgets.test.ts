@@ -3,7 +3,8 @@
 import t, { type Test } from 'tap'
 import type { Socket } from 'node:net'
 import type { FastifyInstance } from 'fastify'
-import { chat, echo, echohubRegistry, stats, type RegistryPluginOptions } from '../index.js'
+import { pino } from 'pino'
+import { chat, echo, echohubRegistry, parseConfig, startEchohub, stats, type RegistryPluginOptions } from '../index.js'
 import { listen, until } from './helpers/index.js'
 import { frame, rawClient } from './helpers/raw.js'
 
@@ -115,4 +116,23 @@ t.test('the heartbeat spreads its pings over its period', async (t) => {
   // All in one turn of the event loop would be a spread of about 0 ms; over the period, most of 1000.
   t.ok(spread >= 300, `the 30 pings spread over ${Math.round(spread)} ms of the 1000 ms period`)
   t.equal(app.echohub.limitHits.heartbeat_timeout, undefined, 'no client that answers is cut off')
+})
+
+t.test('the CLI flags reach every server: /stats shows them and the echo servers enforce them', async (t) => {
+  const parsed = parseConfig(['--host', '127.0.0.1', '--echo-port', '0', '--debug-port', '0', '--chat-port', '0',
+    '--lab-max-output', '5000', '--lab-max-burst', '1000', '--max-control-frames', '7'], {})
+  if (parsed.help) throw new Error('help')
+  const hub = await startEchohub(parsed.config, { logger: pino({ level: 'silent' }) })
+  t.teardown(() => hub.close())
+  for (const s of hub.servers) {
+    const settings = (await s.app.inject('/stats')).json().limits.settings
+    t.same([settings.lab_max_output, settings.lab_max_burst, settings.max_control_frames], [5000, 1000, 7], `${s.name}: /stats`)
+  }
+  for (const s of hub.servers.filter((x) => x.name !== 'chat')) {
+    const reader = await rawClient(t, s.port, '/raw?repeat=2')
+    reader.send(Buffer.alloc(3000))
+    t.equal((await reader.next()).payload.length, 3000)
+    const close = await reader.next()
+    t.same([close.opcode, close.payload.readUInt16BE(0)], [CLOSE, 1008], `${s.name}: the output budget`)
+  }
 })
