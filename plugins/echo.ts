@@ -177,7 +177,7 @@ function accept (endpoint: EchoEndpoint, ws: WebSocket, request: FastifyRequest,
   const log = request.log
   const lab = controls === undefined
     ? undefined
-    : new LabSession({ socket, conn, registry, controls, raw, highWater: ECHO_HIGH_WATER, maxOutput: settings.labMaxOutput, log })
+    : new LabSession({ socket, conn, registry, controls, raw, highWater: ECHO_HIGH_WATER, maxOutput: settings.labMaxOutput, tcp: request.raw.socket, log })
   // Compressed replies are ws's to write, and a lab session writes its own.
   const direct = lab === undefined && socket.extensions === '' ? directSocket(socket, request) : undefined
   socket[kEcho] = { endpoint, conn, log, raw, lab, direct }

@@ -3,10 +3,11 @@
 // connections that asked for a control get a LabSession; every other one keeps the plain echo.
 //
 // Everything a session sends goes through one output queue, written as the socket drains: a batch
-// of about OUTPUT_WINDOW bytes at a time, the next batch only once the last one has been handed to
-// the kernel and the event loop has had a turn. So no control, however large its product
-// (`fragment=1&repeat=100` on a 1 MiB message, a burst of a million frames), queues more than a
-// window ahead of its client or holds the event loop for more than one batch.
+// of about OUTPUT_WINDOW bytes (at most BATCH_FRAMES frames) at a time, the next batch only once
+// the last one has been handed to the kernel. Batches of all sessions run from one scheduler, at
+// most TURN_MS of them per turn of the event loop, so no control, however large its product
+// (`fragment=1&repeat=100` on a 1 MiB message, a burst of a million frames), and no number of
+// such connections queues more than a window ahead of a client or holds the event loop.
 import type { WebSocket } from 'ws'
 import type { Connection, ConnectionRegistry } from '../registry.js'
 import { isoNow } from '../format.js'
@@ -27,6 +28,11 @@ export interface LabSessionOptions {
   highWater: number
   /** The most one received message's replies may put on the wire (copies and frame headers); past it: close 1008. */
   maxOutput: number
+  /**
+   * The TCP socket under the WebSocket, corked for each batch so its frames leave in one write
+   * rather than one system call each (a batch of 1-byte fragments is a thousand frames).
+   */
+  tcp?: { cork: () => void, uncork: () => void } | undefined
   log: LabLogger
 }
 
@@ -59,6 +65,10 @@ const OPEN = 1 // WebSocket.OPEN
 export const OUTPUT_WINDOW = 64 * 1024
 /** What a frame costs in a batch beyond its payload: its header and the write it takes. */
 const FRAME_COST = 64
+/** Frames in one batch at most, so a batch of tiny fragments stays short too. */
+const BATCH_FRAMES = 256
+/** The time all sessions' batches may take in one turn of the event loop; the rest wait for the next. */
+const TURN_MS = 4
 
 /** Close code and reason when one message's replies reach the output budget. */
 export const LAB_OUTPUT_CODE = 1008
@@ -101,6 +111,7 @@ export class LabSession {
   readonly #highWater: number
   readonly #maxOutput: number
   readonly #log: LabLogger
+  readonly #tcp: { cork: () => void, uncork: () => void } | undefined
   readonly #delay: number
   readonly #jitter: number
   readonly #repeat: number
@@ -119,7 +130,8 @@ export class LabSession {
   #head = 0
   /** A batch is on its way to the kernel; the next waits for it. */
   #writing = false
-  #pumpImmediate: NodeJS.Immediate | undefined
+  /** Waiting for its turn in the scheduler. */
+  #queued = false
   /** Reading is paused because output is waiting. */
   #outputPaused = false
   /** This pause has been counted and logged as a client not reading. */
@@ -136,7 +148,7 @@ export class LabSession {
     this.#writing = false
     if (this.#stopped || (err !== undefined && err !== null)) return
     // The next batch in a later turn of the event loop, after other sockets' I/O.
-    this.#pumpImmediate ??= setImmediate(() => this.#pump())
+    this.#schedule()
   }
 
   constructor (options: LabSessionOptions) {
@@ -147,6 +159,7 @@ export class LabSession {
     this.#raw = options.raw
     this.#highWater = options.highWater
     this.#maxOutput = options.maxOutput
+    this.#tcp = options.tcp
     this.#log = options.log
     this.#delay = this.controls.delay ?? 0
     this.#jitter = this.controls.jitter ?? 0
@@ -185,8 +198,8 @@ export class LabSession {
     clearTimeout(this.#replyTimer)
     clearInterval(this.#pushTimer)
     clearInterval(this.#pingTimer)
-    if (this.#pumpImmediate !== undefined) clearImmediate(this.#pumpImmediate)
-    this.#replyTimer = this.#pushTimer = this.#pingTimer = this.#pumpImmediate = undefined
+    this.#queued = false
+    this.#replyTimer = this.#pushTimer = this.#pingTimer = undefined
     this.#queue = []
     this.#queuedBytes = 0
     this.#out = []
@@ -196,7 +209,7 @@ export class LabSession {
 
   /** Timers still armed: none once stopped. */
   get activeTimers (): number {
-    return [this.#replyTimer, this.#pushTimer, this.#pingTimer, this.#pumpImmediate].filter((x) => x !== undefined).length
+    return [this.#replyTimer, this.#pushTimer, this.#pingTimer].filter((x) => x !== undefined).length + (this.#queued ? 1 : 0)
   }
 
   /** Messages waiting in the output queue (not yet handed to the socket). */
@@ -281,7 +294,34 @@ export class LabSession {
 
   /** Writes now unless a batch is on its way or already scheduled. */
   #kick (): void {
-    if (!this.#writing && this.#pumpImmediate === undefined) this.#pump()
+    if (!this.#writing) this.#schedule()
+  }
+
+  static #ready: LabSession[] = []
+  static #turn: NodeJS.Immediate | undefined
+
+  /** Asks for a batch in the scheduler's next turn. */
+  #schedule (): void {
+    if (this.#queued || this.#stopped) return
+    this.#queued = true
+    LabSession.#ready.push(this)
+    LabSession.#turn ??= setImmediate(LabSession.#runTurn)
+  }
+
+  /** One turn: batches of the sessions waiting, in order, until TURN_MS is spent; the rest go next turn. */
+  static #runTurn (): void {
+    LabSession.#turn = undefined
+    const ready = LabSession.#ready
+    const deadline = performance.now() + TURN_MS
+    let i = 0
+    while (i < ready.length && performance.now() < deadline) {
+      const session = ready[i++]!
+      if (!session.#queued) continue
+      session.#queued = false
+      session.#pump()
+    }
+    LabSession.#ready = ready.slice(i)
+    if (LabSession.#ready.length > 0) LabSession.#turn = setImmediate(LabSession.#runTurn)
   }
 
   /**
@@ -290,10 +330,20 @@ export class LabSession {
    * never between the frames of a fragmented one. While output waits, the client is not read.
    */
   #pump (): void {
-    this.#pumpImmediate = undefined
     if (this.#stopped || this.#writing) return
+    const tcp = this.#tcp
+    tcp?.cork()
+    try {
+      this.#batch()
+    } finally {
+      tcp?.uncork()
+    }
+  }
+
+  #batch (): void {
     const socket = this.#socket
     let room = OUTPUT_WINDOW
+    let frames = BATCH_FRAMES
     let written = 0
     for (;;) {
       if (socket.readyState !== OPEN) return
@@ -334,11 +384,12 @@ export class LabSession {
         break
       }
       room -= data.length + FRAME_COST
+      frames--
       written += wireBytes(data.length)
       const last = done && message!.then !== undefined
       // The batch ends with this frame when the window is full, nothing follows, or a drop must wait for it.
       const more = !done || this.#head + 1 < this.#out.length || (this.#burstLeft > 0 && !this.#ending)
-      if (room <= 0 || !more || last) {
+      if (room <= 0 || frames === 0 || !more || last) {
         this.#writing = true
         socket.send(data, options, last && message!.then === 'drop' ? this.#dropAfter : this.#afterBatch)
       } else {
