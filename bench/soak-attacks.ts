@@ -130,19 +130,26 @@ export class Attackers {
     }
   }
 
-  /** Counts how the server ends the connection: the code of its close frame, or `none`. */
+  /**
+   * Counts how the server ends the connection: the code of its close frame when it comes, or
+   * `none` for a TCP end without one that this side did not cause.
+   */
   #watchClose (name: AttackName, upgraded: Upgraded, onFrame: (opcode: number, payload: Buffer) => void = () => {}): void {
-    let code = 'none'
+    const closes = this.counts[name].closes
+    let closed = false
     const reader = new FrameReader((f) => {
-      if (f.opcode === OP_CLOSE) code = f.payload.length >= 2 ? String(f.payload.readUInt16BE(0)) : 'empty'
+      if (f.opcode === OP_CLOSE && !closed) {
+        closed = true
+        const code = f.payload.length >= 2 ? String(f.payload.readUInt16BE(0)) : 'empty'
+        closes[code] = (closes[code] ?? 0) + 1
+      }
       onFrame(f.opcode, f.payload)
     })
     upgraded.route((chunk) => reader.push(Buffer.from(chunk)))
     if (upgraded.rest.length > 0) reader.push(Buffer.from(upgraded.rest))
     upgraded.socket.once('close', () => {
-      if (this.#ended.has(upgraded.socket) || this.#stopping) return
-      const closes = this.counts[name].closes
-      closes[code] = (closes[code] ?? 0) + 1
+      if (closed || this.#ended.has(upgraded.socket) || this.#stopping) return
+      closes.none = (closes.none ?? 0) + 1
     })
   }
 
