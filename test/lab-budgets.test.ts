@@ -162,3 +162,46 @@ t.test('burst frames of one size and kind are the same bytes for every connectio
   t.not(burstPayload(4096, true), a, 'binary frames are their own')
   t.equal(burstPayload(4096, true)[300], 300 & 0xff)
 })
+
+t.test('an operator\'s send to a lab connection waits for the fragmented reply in progress', async (t) => {
+  const { app, port } = await echoServer(t)
+  const reader = await rawClient(t, port, '/raw?fragment=10&repeat=3')
+  reader.upgraded.socket.pause()
+  reader.send(Buffer.alloc(200_000, 9))
+  const conn = [...app.echohub.connections][0]!
+  await until(() => conn.messagesReceived === 1 && (conn.socket as unknown as WebSocket).isPaused, 'the reply to be under way')
+  const res = await app.inject({ method: 'POST', url: `/connections/${conn.id}/send`, payload: { text: 'from the operator' } })
+  t.equal(res.statusCode, 202)
+  reader.upgraded.socket.resume()
+  for (let copy = 0; copy < 3; copy++) {
+    let bytes = 0
+    for (;;) {
+      const f = await reader.next()
+      if (f.opcode !== (bytes === 0 ? BINARY : CONTINUATION)) {
+        t.fail(`copy ${copy}: opcode ${f.opcode} inside the fragmented reply (${f.payload.toString().slice(0, 20)})`)
+        return
+      }
+      bytes += f.payload.length
+      if (f.fin) break
+    }
+    t.equal(bytes, 200_000, `copy ${copy} whole`)
+  }
+  const sent = await reader.next()
+  t.same([sent.opcode, sent.fin, sent.payload.toString()], [0x1, true, 'from the operator'], 'then the operator\'s message, whole')
+})
+
+t.test('pushes are whole messages whatever fragment says, and at most one waits for a client that does not read', async (t) => {
+  const { app, port } = await echoServer(t)
+  const reader = await rawClient(t, port, '/raw?fragment=2&push=10')
+  const first = await reader.next()
+  t.same([first.opcode, first.fin, first.payload.toString()], [0x1, true, 'push 1'])
+  const stalled = await rawClient(t, port, '/raw?push=10&burst=100000&burst_size=1000')
+  stalled.upgraded.socket.pause()
+  const conn = [...app.echohub.connections][1]!
+  const socket = conn.socket as unknown as WebSocket
+  await until(() => socket.bufferedAmount > 0 && socket.isPaused, 'the burst to stall')
+  const sent = conn.messagesSent
+  // Twenty push periods later the stalled client has been given no more than one more message.
+  for (let i = 0; i < 20; i++) await new Promise((resolve) => setTimeout(resolve, 10))
+  t.ok(conn.messagesSent - sent <= 1, `${conn.messagesSent - sent} more messages while stalled`)
+})

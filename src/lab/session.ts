@@ -354,7 +354,8 @@ export class LabSession {
       if (message !== undefined) {
         const { offset } = message
         const size = message.data.length
-        const end = Math.min(offset + this.#fragment, size)
+        // Only replies are fragmented: a push or an operator's send goes whole, as without the lab.
+        const end = message.reply ? Math.min(offset + this.#fragment, size) : size
         const fin = end === size
         data = offset === 0 && fin ? message.data : message.data.subarray(offset, end)
         if (message.reply) {
