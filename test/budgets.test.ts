@@ -1,7 +1,7 @@
 // Budgets every echohub connection has, whatever its endpoint: control frames per second, TCP
 // keep-alive on the socket, a heartbeat that spreads its pings over its period.
 import t, { type Test } from 'tap'
-import type { Socket } from 'node:net'
+import { Socket } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import { pino } from 'pino'
 import { chat, echo, echohubRegistry, parseConfig, startEchohub, stats, type RegistryPluginOptions } from '../index.js'
@@ -134,5 +134,26 @@ t.test('the CLI flags reach every server: /stats shows them and the echo servers
     t.equal((await reader.next()).payload.length, 3000)
     const close = await reader.next()
     t.same([close.opcode, close.payload.readUInt16BE(0)], [CLOSE, 1008], `${s.name}: the output budget`)
+  }
+})
+
+t.test('echohub\'s servers set keep-alive on every accepted socket, a plain HTTP one included', async (t) => {
+  const parsed = parseConfig(['--host', '127.0.0.1', '--echo-port', '0', '--debug-port', '0', '--chat-port', '0'], {})
+  if (parsed.help) throw new Error('help')
+  const calls: Array<[boolean | undefined, number | undefined]> = []
+  const own = Socket.prototype.setKeepAlive
+  // Only sockets a server accepted: an HTTP client's agent sets keep-alive on its own sockets too.
+  Socket.prototype.setKeepAlive = function (this: Socket & { server?: unknown }, enable?: boolean, delay?: number) {
+    if (this.server !== undefined && this.server !== null) calls.push([enable, delay])
+    return own.call(this, enable, delay)
+  }
+  t.teardown(() => { Socket.prototype.setKeepAlive = own })
+  const hub = await startEchohub(parsed.config, { logger: pino({ level: 'silent' }) })
+  t.teardown(() => hub.close())
+  for (const s of hub.servers) {
+    const before = calls.length
+    const res = await fetch(`http://127.0.0.1:${s.port}/health`)
+    t.equal(res.status, 200)
+    t.same(calls.slice(before), [[true, 60000]], `${s.name}: on accept`)
   }
 })
