@@ -1,10 +1,11 @@
 // Composes echohub's servers from a Config: one Fastify app per port, all sharing one registry so
 // /stats on any port covers the whole process.
 import { X509Certificate } from 'node:crypto'
+import type { Socket } from 'node:net'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import { ConnectionRegistry } from '../src/registry.js'
 import type { Config, ServerName } from '../src/config.js'
-import { echohubRegistry } from '../plugins/registry.js'
+import { echohubRegistry, KEEP_ALIVE_MS } from '../plugins/registry.js'
 import { echo } from '../plugins/echo.js'
 import { stats } from '../plugins/stats.js'
 import cors from '@fastify/cors'
@@ -34,7 +35,7 @@ const DEFINITIONS: Record<ServerName, ServerDefinition> = {
     portFlag: '--echo-port',
     paths: [{ scheme: 'ws', path: '/' }, { scheme: 'ws', path: '/raw' }],
     async setup (app, config) {
-      await app.register(echo, { name: 'echo', serverInfo: config.serverInfo, maxPayload: config.echoMaxPayload, subprotocols: config.subprotocols ?? '*' })
+      await app.register(echo, { name: 'echo', serverInfo: config.serverInfo, maxPayload: config.echoMaxPayload, subprotocols: config.subprotocols ?? '*', labMaxOutput: config.labMaxOutput, labMaxBurst: config.labMaxBurst })
     }
   },
   'echo-debug': {
@@ -43,7 +44,7 @@ const DEFINITIONS: Record<ServerName, ServerDefinition> = {
     paths: [{ scheme: 'ws', path: '/' }, { scheme: 'ws', path: '/raw' }],
     verbose: true,
     async setup (app, config) {
-      await app.register(echo, { name: 'echo-debug', serverInfo: `${config.serverInfo} (debug)`, welcome: true, debug: true, maxPayload: config.echoMaxPayload, subprotocols: config.subprotocols ?? '*' })
+      await app.register(echo, { name: 'echo-debug', serverInfo: `${config.serverInfo} (debug)`, welcome: true, debug: true, maxPayload: config.echoMaxPayload, subprotocols: config.subprotocols ?? '*', labMaxOutput: config.labMaxOutput, labMaxBurst: config.labMaxBurst })
     }
   },
   chat: {
@@ -166,12 +167,15 @@ export async function startEchohub (config: Config, options: StartOptions): Prom
     const app = (tls === undefined
       ? Fastify({ loggerInstance: logger, return503OnClosing: false, trustProxy, logController: new RequestLines() })
       : Fastify({ loggerInstance: logger, return503OnClosing: false, trustProxy, logController: new RequestLines(), https: { cert: tls.cert, key: tls.key } })) as unknown as FastifyInstance
+    // Every accepted socket, from accept on: the kernel reaps a peer that vanished, whatever it was doing.
+    app.server.on('connection', keepAlive)
     try {
       await app.register(echohubRegistry, {
         registry,
         maxConnections: config.maxConnections,
         maxConnectionsPerIp: config.maxConnectionsPerIp,
         heartbeatInterval: config.heartbeatInterval,
+        maxControlFrames: config.maxControlFrames,
         shutdownTimeout: config.shutdownTimeout,
         headersTimeout: config.headersTimeout,
         origins: config.origins === '*' ? '*' : [...config.origins],
@@ -196,6 +200,10 @@ export async function startEchohub (config: Config, options: StartOptions): Prom
     servers.push({ name, app, port, urls: clientUrls(config.host, port, def.paths, tls !== undefined) })
   }
   return { registry, servers, tls: tls?.info, close }
+}
+
+function keepAlive (socket: Socket): void {
+  socket.setKeepAlive(true, KEEP_ALIVE_MS)
 }
 
 /** Identity from signed tokens, when --jwt-secret or --jwt-public-key is set. */

@@ -1,12 +1,15 @@
 // The clients of `npm run soak`, a process of its own pinned to the other core. Steady clients
 // exchange messages on every endpoint and check every reply; churn loops open and close
 // connections without pause, in every way a client can (a close frame, a dropped socket, mid-
-// handshake, with device-lab controls). Every 10 s it prints {"event":"tick",...}; when stdin
-// closes it stops the churn, closes the steady clients properly and prints {"event":"done",...}.
+// handshake, with device-lab controls). With `--attack`, hostile clients run beside them
+// (soak-attacks.ts). `/health` is polled on every port throughout, its worst answer time kept.
+// Every 10 s it prints {"event":"tick",...}; when stdin closes it stops the churn and the
+// attackers, closes the steady clients properly and prints {"event":"done",...}.
 import net from 'node:net'
 import { randomBytes } from 'node:crypto'
 import { parseArgs } from 'node:util'
 import { connectWs, encodeFrame, MessageQueue, OP_BINARY, OP_CLOSE, type Conn } from './raw-ws.js'
+import { ATTACKS, Attackers, HealthWatch, type AttackName } from './soak-attacks.js'
 
 const { values: opt } = parseArgs({
   options: {
@@ -14,7 +17,8 @@ const { values: opt } = parseArgs({
     'debug-port': { type: 'string' },
     'chat-port': { type: 'string' },
     churn: { type: 'string', default: '16' },
-    pace: { type: 'string', default: '20' }
+    pace: { type: 'string', default: '20' },
+    attack: { type: 'string', default: '' }
   }
 })
 const echoPort = Number(opt['echo-port'])
@@ -220,9 +224,25 @@ async function churnLoop (offset: number): Promise<void> {
   }
 }
 
+const attackNames = (opt.attack === 'all' ? [...ATTACKS] : opt.attack.split(',').filter(Boolean)) as AttackName[]
+const unknown = attackNames.filter((name) => !(ATTACKS as readonly string[]).includes(name))
+if (unknown.length > 0) throw new Error(`unknown attack ${unknown.join(', ')}; the attacks are ${ATTACKS.join(', ')}`)
+const health = new HealthWatch({ echo: echoPort, 'echo-debug': debugPort, chat: chatPort })
+const attackers = attackNames.length === 0 ? undefined : new Attackers({ echo: echoPort, debug: debugPort, chat: chatPort })
+const figures = () => ({
+  ...counts,
+  health: { worst_ms: health.worstMs, polls: health.polls, failures: health.failures },
+  ...(attackers === undefined ? {} : { attacks: attackers.counts })
+})
+
 process.stdin.on('end', () => { stopping = true })
 process.stdin.resume()
-const tick = setInterval(() => emit({ event: 'tick', ...counts }), 10_000)
+const tick = setInterval(() => emit({ event: 'tick', ...figures() }), 10_000)
+attackers?.start(attackNames)
+const attacksStopped = new Promise<void>((resolve) => process.stdin.on('end', () => {
+  if (attackers === undefined) resolve()
+  else void attackers.stop().then(resolve)
+}))
 
 const steady = [
   ...Array.from({ length: 4 }, (_, i) => steadyEcho(echoPort, '/', false, `echo ${i}`)),
@@ -232,7 +252,8 @@ const steady = [
 ].map((p) => p.catch((err: Error) => problem('lost', `a steady client failed: ${err.message}`)))
 const churn = Array.from({ length: Number(opt.churn) }, (_, i) => churnLoop(i))
 emit({ event: 'started' })
-await Promise.all([...steady, ...churn])
+await Promise.all([...steady, ...churn, attacksStopped])
 clearInterval(tick)
-emit({ event: 'done', ...counts, problems })
+health.stop()
+emit({ event: 'done', ...figures(), problems })
 process.exit(0)

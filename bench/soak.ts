@@ -4,7 +4,11 @@
 // churn opens and closes connections without pause. Every 10 s: RSS and heap after a forced GC,
 // active handles, the registry's connections, event-loop delay. At the end, a verdict:
 // no lost or wrong reply, the registry back to 0, RSS and heap within 10% of their level after
-// warm-up, and no growth trend. Exit code 0 when every check passed, 1 otherwise.
+// warm-up, and no growth trend, `/health` answered within 200 ms on every port (the clients poll
+// it every 250 ms). With `--attack`, hostile clients run beside the churn (soak-attacks.ts: a lab
+// freeze, a history flood, inspector sockets, slow headers, huge bursts, foreign admin reads, ping
+// floods), each in rounds bounded in count and time; the same checks judge the process, and what
+// each attack met is printed. Exit code 0 when every check passed, 1 otherwise.
 import { spawnSync, type ChildProcess } from 'node:child_process'
 import http from 'node:http'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
@@ -19,6 +23,8 @@ const { values: opt } = parseArgs({
     minutes: { type: 'string', default: '10' },
     warmup: { type: 'string' },
     churn: { type: 'string', default: '16' },
+    attack: { type: 'boolean', default: false },
+    attacks: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false }
   }
 })
@@ -26,7 +32,10 @@ if (opt.help) {
   console.log(`usage: npm run soak -- [--minutes 10] [--warmup SECONDS] [--churn 16]
   --minutes    how long the churn runs (default 10)
   --warmup     seconds before the reference reading (default: 60, or a fifth of a shorter run)
-  --churn      concurrent churn loops (default 16)`)
+  --churn      concurrent churn loops (default 16)
+  --attack     hostile clients beside the churn: all seven attacks
+  --attacks    only these attacks, comma-separated: freeze, history, inspectors, slow-headers,
+               bursts, foreign-admin, ping-flood`)
   process.exit(0)
 }
 const minutes = Number(opt.minutes)
@@ -85,7 +94,21 @@ interface Reading {
   problems: number
 }
 
-interface ClientCounts { opened: number, checked: number, wrong: number, lost: number, churnErrors: number, byKind: Record<string, number>, problems?: string[] }
+interface AttackCounts { rounds: number, opened: number, refused: Record<string, number>, closes: Record<string, number>, errors: number, notes: Record<string, number> }
+interface ClientCounts {
+  opened: number
+  checked: number
+  wrong: number
+  lost: number
+  churnErrors: number
+  byKind: Record<string, number>
+  problems?: string[]
+  health?: { worst_ms: Record<string, number>, polls: Record<string, number>, failures: Record<string, number> }
+  attacks?: Record<string, AttackCounts>
+}
+const attack = opt.attacks ?? (opt.attack ? 'all' : '')
+/** The slowest /health answer the soak accepts, on any port. */
+const HEALTH_MS = 200
 
 const loop = monitorEventLoopDelay({ resolution: 10 })
 loop.enable()
@@ -153,9 +176,10 @@ console.log(`echohub soak: ${minutes} min of churn (${opt.churn} loops), warm-up
   `node ${process.version}; ${pinning.ok ? 'echohub on core 0, clients on core 1' : `NOT pinned (${pinning.why})`}` +
   `${gc === undefined ? '; WARNING: no --expose-gc, readings are taken without a forced GC' : ''}`)
 console.log(`ports: echo ${port('echo')}, echo-debug ${port('echo-debug')}, chat ${port('chat')}`)
+if (attack !== '') console.log(`attackers on: ${attack}`)
 
 const child: ChildProcess = startPinned(1, 'soak-clients.js', ['--echo-port', String(port('echo')), '--debug-port', String(port('echo-debug')),
-  '--chat-port', String(port('chat')), '--churn', String(opt.churn)], { stdio: ['pipe', 'pipe', 'inherit'] })
+  '--chat-port', String(port('chat')), '--churn', String(opt.churn), ...(attack === '' ? [] : ['--attack', attack])], { stdio: ['pipe', 'pipe', 'inherit'] })
 const done = new Promise<ClientCounts | null>((resolve) => {
   readJsonLines(child.stdout!, (msg) => {
     if (msg.event === 'tick') latest = msg as unknown as ClientCounts
@@ -207,21 +231,57 @@ if (final === null) {
     `${final.checked} replies checked, ${final.lost} lost, ${final.wrong} wrong${final.problems?.length ? `; first: ${final.problems[0]}` : ''}`])
 }
 checks.push(['registry back to 0', registry === 0, `${registry} connections registered 15 s after the clients stopped`])
+/**
+ * Under attack, memory rises and falls with the attackers' rounds, so one reading against another
+ * says more about the phase they fell in than about growth: the highest reading of the measured
+ * part's first fifth is compared with the highest of its last fifth, each spanning whole rounds in
+ * a long run. Without attackers, the warm-up reading and the last one, as always.
+ */
+function ends (key: 'rss' | 'heap'): { from: Reading, to: Reading } | undefined {
+  if (warm === undefined || last === undefined || last === warm) return undefined
+  if (attack === '') return { from: warm, to: last }
+  const fifth = Math.max(1, Math.floor(steadyPart.length / 5))
+  const highest = (rs: Reading[]) => rs.reduce((a, r) => (r[key] > a[key] ? r : a))
+  return { from: highest(steadyPart.slice(0, fifth)), to: highest(steadyPart.slice(-fifth)) }
+}
 for (const key of ['rss', 'heap'] as const) {
-  if (warm === undefined || last === undefined || last === warm) {
-    checks.push([`${key} within 10% of warm-up`, null, 'the run is too short to compare'])
+  const pair = ends(key)
+  const what = attack === '' ? `${key} within 10% of warm-up` : `${key} peaks within 10% (first fifth against last)`
+  if (pair === undefined) {
+    checks.push([what, null, 'the run is too short to compare'])
     continue
   }
+  const { from: warm, to: last } = pair
   const growth = last[key] / warm[key] - 1
-  checks.push([`${key} within 10% of warm-up`, growth <= 0.10, `${fmt(warm[key] / MB, 1)} MB at ${fmt(warm.t, 0)} s, ${fmt(last[key] / MB, 1)} MB at ${fmt(last.t, 0)} s (${growth >= 0 ? '+' : ''}${fmt(100 * growth, 1)}%)`])
+  checks.push([what, growth <= 0.10, `${fmt(warm[key] / MB, 1)} MB at ${fmt(warm.t, 0)} s, ${fmt(last[key] / MB, 1)} MB at ${fmt(last.t, 0)} s (${growth >= 0 ? '+' : ''}${fmt(100 * growth, 1)}%)`])
   const tr = trend(key)
   checks.push([`no ${key} growth trend`, Number.isFinite(tr) ? tr <= 0.05 : null,
     Number.isFinite(tr) ? `fitted line over ${steadyPart.length} readings: ${tr >= 0 ? '+' : ''}${fmt(100 * tr, 1)}% across the run (limit +5%)` : 'too few readings'])
+}
+const health = (final ?? latest).health
+if (health === undefined || Object.keys(health.polls).length === 0) {
+  checks.push([`/health within ${HEALTH_MS} ms on every port`, null, 'no polls reported'])
+} else {
+  const worst = Math.max(...Object.values(health.worst_ms))
+  const failures = Object.values(health.failures).reduce((a, b) => a + b, 0)
+  checks.push([`/health within ${HEALTH_MS} ms on every port`, worst <= HEALTH_MS && failures === 0,
+    `worst ${Object.entries(health.worst_ms).map(([name, ms]) => `${name} ${fmt(ms, 1)} ms`).join(', ')} over ${Object.values(health.polls).reduce((a, b) => a + b, 0)} polls; ${failures} failed`])
 }
 const opened = final?.opened ?? latest.opened
 console.log(`\n${minutes} min: ${opened} connections by the clients (${Object.entries((final ?? latest).byKind).map(([k, v]) => `${k}: ${v}`).join(', ')}; ` +
   `${(final ?? latest).churnErrors} churn errors), ${(final ?? latest).checked} replies checked`)
 if (!gc) console.log('warning: run with node --expose-gc (npm run soak does) for readings after a forced GC')
+const attacks = (final ?? latest).attacks
+if (attacks !== undefined) {
+  const kv = (o: Record<string, number>) => Object.entries(o).map(([k, v]) => `${k}: ${v}`).join(', ') || '-'
+  console.log('\nwhat the attackers met (rounds; sockets opened; HTTP refusals by status; closes by code; errors; figures):')
+  console.log(table([['attack', 'rounds', 'opened', 'refused', 'closes', 'errors', 'figures'],
+    ...Object.entries(attacks).map(([name, a]) => [name, String(a.rounds), String(a.opened), kv(a.refused), kv(a.closes), String(a.errors), kv(a.notes)])]))
+}
+if (warm !== undefined && last !== undefined) {
+  console.log(`memory: rss ${fmt(warm.rss / MB, 1)} -> ${fmt(last.rss / MB, 1)} MB (peak ${fmt(Math.max(...readings.map((r) => r.rss)) / MB, 1)}), ` +
+    `heap ${fmt(warm.heap / MB, 1)} -> ${fmt(last.heap / MB, 1)} MB (peak ${fmt(Math.max(...readings.map((r) => r.heap)) / MB, 1)}), from ${fmt(warm.t, 0)} s to ${fmt(last.t, 0)} s`)
+}
 console.log(table([['check', 'verdict', 'detail'], ...checks.map(([name, pass, detail]) => [name, pass === null ? 'n/a' : pass ? 'ok' : 'FAILED', detail])]))
 const failed = checks.some(([, pass]) => pass === false)
 console.log(failed ? 'soak: FAILED' : 'soak: passed')

@@ -41,6 +41,10 @@ export interface EchoOptions {
   anyPath?: boolean
   /** Subprotocols accepted: `'*'` (default) the first a client offers, or a list (the first offered that is on it; none: no protocol header). */
   subprotocols?: '*' | string[]
+  /** The most bytes one received message's lab replies may send, copies and frame headers (default 16777216); past it: close 1008. */
+  labMaxOutput?: number
+  /** The most bytes a lab burst may ask for, `burst * burst_size` (default 268435456); more is refused 400 at the upgrade. */
+  labMaxBurst?: number
 }
 
 const PLUGIN = 'echohub-echo'
@@ -65,6 +69,8 @@ interface Settings {
   welcome: string | undefined
   debug: boolean
   maxPayload: number
+  labMaxOutput: number
+  maxBurst: number
 }
 
 const OPTION_KEYS: OptionKeys<EchoOptions> = {
@@ -77,7 +83,9 @@ const OPTION_KEYS: OptionKeys<EchoOptions> = {
   raw: true,
   maxPayload: true,
   anyPath: true,
-  subprotocols: true
+  subprotocols: true,
+  labMaxOutput: true,
+  labMaxBurst: true
 }
 
 function readOptions (opts: EchoOptions) {
@@ -95,7 +103,9 @@ function readOptions (opts: EchoOptions) {
       serverInfo: stringOption(PLUGIN, opts, 'serverInfo', DEFAULTS.serverInfo),
       welcome: welcome ? stringOption(PLUGIN, opts, 'welcomeMessage', DEFAULTS.welcomeMessage) : undefined,
       debug: booleanOption(PLUGIN, opts, 'debug', false),
-      maxPayload: integerOption(PLUGIN, opts, 'maxPayload', ECHO_MAX_PAYLOAD, 1)
+      maxPayload: integerOption(PLUGIN, opts, 'maxPayload', ECHO_MAX_PAYLOAD, 1),
+      labMaxOutput: integerOption(PLUGIN, opts, 'labMaxOutput', DEFAULT_LIMITS.labMaxOutput, 1),
+      maxBurst: integerOption(PLUGIN, opts, 'labMaxBurst', DEFAULT_LIMITS.labMaxBurst, 1)
     } satisfies Settings
   }
 }
@@ -130,6 +140,7 @@ const echoRoutes: FastifyPluginAsync<EchoOptions> = async (app, opts) => {
   const registry = app.echohub
   const stats = addEndpoint(app, PLUGIN, settings.name)
   stats.limits.max_payload = settings.maxPayload
+  Object.assign(registry.limitSettings, { lab_max_output: settings.labMaxOutput, lab_max_burst: settings.maxBurst })
   const endpoint: EchoEndpoint = { registry, stats, settings, envelope: echoEnvelopeWriter(settings.serverInfo) }
 
   // The lab's controls are read before the upgrade, so a bad one is an HTTP 400 naming it.
@@ -166,7 +177,7 @@ function accept (endpoint: EchoEndpoint, ws: WebSocket, request: FastifyRequest,
   const log = request.log
   const lab = controls === undefined
     ? undefined
-    : new LabSession({ socket, conn, registry, controls, raw, highWater: ECHO_HIGH_WATER, log })
+    : new LabSession({ socket, conn, registry, controls, raw, highWater: ECHO_HIGH_WATER, maxOutput: settings.labMaxOutput, tcp: request.raw.socket, log })
   // Compressed replies are ws's to write, and a lab session writes its own.
   const direct = lab === undefined && socket.extensions === '' ? directSocket(socket, request) : undefined
   socket[kEcho] = { endpoint, conn, log, raw, lab, direct }

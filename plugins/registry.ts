@@ -16,7 +16,7 @@ import { checkedUser, identify, jwtIdentity, type AuthRefusal, type Identity } f
 import type { Authenticate, User } from '../src/auth/user.js'
 import { PER_MESSAGE_DEFLATE } from '../src/transport/compression.js'
 import { headersDeadline } from '../src/transport/headers-deadline.js'
-import { raiseMaxPayload, rememberUpgrade } from './ws-internals.js'
+import { allowPendingPongs, raiseMaxPayload, rememberUpgrade } from './ws-internals.js'
 import { clientPeer, routeSubprotocols, subprotocolRouter } from './transport.js'
 import { answerCheck, isCheck } from '../routes/check.js'
 
@@ -40,6 +40,8 @@ export interface RegistryPluginOptions {
   maxConnectionsPerIp?: number
   /** Ping period in ms; a client that has not answered the previous ping is cut off. 0 turns it off (default 30000). */
   heartbeatInterval?: number
+  /** Pings and pongs one client may send in a second; more closes it 1008 (default 100; 0 turns it off). */
+  maxControlFrames?: number
   /** Allowed `Origin`s on the upgrade: `*` (default) or a list; refused ones get 403. */
   origins?: '*' | string[]
   /**
@@ -84,6 +86,7 @@ const OPTION_KEYS: OptionKeys<RegistryPluginOptions> = {
   maxConnections: true,
   maxConnectionsPerIp: true,
   heartbeatInterval: true,
+  maxControlFrames: true,
   origins: true,
   authToken: true,
   jwt: true,
@@ -107,6 +110,7 @@ function readOptions (opts: RegistryPluginOptions) {
     maxConnections: integerOption(PLUGIN, opts, 'maxConnections', DEFAULT_LIMITS.maxConnections, 1),
     maxConnectionsPerIp: integerOption(PLUGIN, opts, 'maxConnectionsPerIp', DEFAULT_LIMITS.maxConnectionsPerIp, 1),
     heartbeatInterval: integerOption(PLUGIN, opts, 'heartbeatInterval', DEFAULT_LIMITS.heartbeatInterval, 0),
+    maxControlFrames: integerOption(PLUGIN, opts, 'maxControlFrames', DEFAULT_LIMITS.maxControlFrames, 0),
     compression: booleanOption(PLUGIN, opts, 'compression', false),
     headersTimeout: integerOption(PLUGIN, opts, 'headersTimeout', DEFAULT_LIMITS.headersTimeout, 1),
     access: new AccessPolicy({
@@ -184,6 +188,7 @@ const registryPlugin: FastifyPluginAsync<RegistryPluginOptions> = async (app, op
     max_connections: settings.maxConnections,
     max_connections_per_ip: settings.maxConnectionsPerIp,
     heartbeat_interval_ms: settings.heartbeatInterval,
+    max_control_frames: settings.maxControlFrames,
     shutdown_timeout_ms: settings.shutdownTimeout,
     origins: settings.access.origins === '*' ? '*' : [...settings.access.origins].join(','),
     auth: settings.access.authRequired,
@@ -221,6 +226,8 @@ const registryPlugin: FastifyPluginAsync<RegistryPluginOptions> = async (app, op
         await closeAll(registry.connectionsOf(scope.endpoints), settings.shutdownTimeout)
       }
     })
+    // Past --max-control-frames echohub closes a flooding client 1008 itself, before ws's own cut-off.
+    if (settings.maxControlFrames > 0) allowPendingPongs(app.websocketServer, settings.maxControlFrames + 1)
   } else {
     if (settings.compression) {
       throw new InvalidOptionError(PLUGIN, 'compression', 'cannot be set where the app registered @fastify/websocket itself: give perMessageDeflate in its options instead')
@@ -440,20 +447,45 @@ export function refuseClientAdmin (app: FastifyInstance, request: FastifyRequest
   return sendRefusal(reply, refusal)
 }
 
-/** Pings the app's echohub clients each period; one that has not answered the previous ping is cut off. */
+/** The most slices a heartbeat period is cut into, and the shortest slice, in ms. */
+const HEARTBEAT_SLICES = 30
+const HEARTBEAT_MIN_SLICE_MS = 10
+
+/**
+ * Pings the app's echohub clients once a period; one that has not answered the previous ping is
+ * cut off. One timer for all of them, spreading the period's pings over it: each tick takes the
+ * next slice of the registry's connections (a pass over them starts each period), so 18,000
+ * connections never cost one turn of the event loop 18,000 pings. A ping is judged no sooner than
+ * half a period after it left, however the slices shifted as connections came and went.
+ */
 function startHeartbeat (app: FastifyInstance, scope: AppScope, interval: number): void {
   const { registry } = scope
+  const slices = Math.max(1, Math.min(HEARTBEAT_SLICES, Math.floor(interval / HEARTBEAT_MIN_SLICE_MS)))
+  const patience = interval / 2
+  let slice = 0
+  let pass: Iterator<Connection> = registry.connections.values()
   const timer = setInterval(() => {
-    for (const conn of registry.connectionsOf(scope.endpoints)) {
-      if (conn.socket.readyState !== OPEN || conn.heartbeat()) continue
+    if (slice === 0) pass = registry.connections.values()
+    // The period's last slice takes whatever is left, connections that came during the pass included.
+    const last = slice === slices - 1
+    const count = last ? Number.POSITIVE_INFINITY : Math.ceil(registry.connections.size / slices)
+    slice = last ? 0 : slice + 1
+    for (let n = 0; n < count; n++) {
+      const next = pass.next()
+      if (next.done === true) break
+      const conn = next.value
+      if (!scope.endpoints.has(conn.endpoint) || conn.socket.readyState !== OPEN || conn.heartbeat(patience)) continue
       registry.hit('heartbeat_timeout')
       app.log.warn({ client: conn.peer, interval_ms: interval }, 'client missed a heartbeat ping; connection terminated')
       conn.socket.terminate()
     }
-  }, interval)
+  }, interval / slices)
   timer.unref()
   app.addHook('onClose', async () => clearInterval(timer))
 }
+
+/** Idle time before TCP keep-alive probes start: the kernel then reaps a peer that vanished. */
+export const KEEP_ALIVE_MS = 60_000
 
 /** Closes these clients with 1001 and waits for them, at most `timeout` ms; then cuts the rest off. */
 async function closeAll (conns: Connection[], timeout: number): Promise<void> {
@@ -519,7 +551,13 @@ export function addEndpoint (app: FastifyInstance, plugin: string, name: string)
     throw new InvalidOptionError(plugin, 'name', `"${name}" is already used by another endpoint of this app; give each endpoint its own name`)
   }
   const stats = registry.addEndpoint(name)
-  scopeOf(app).endpoints.add(stats)
+  const scope = scopeOf(app)
+  scope.endpoints.add(stats)
+  const max = scope.settings.maxControlFrames
+  stats.maxControlFrames = max
+  stats.onControlFlood = (conn) => {
+    app.log.warn({ client: conn.peer, max_control_frames: max }, `client sent more than ${max} pings and pongs in a second; connection closed with 1008`)
+  }
   return stats
 }
 
@@ -547,7 +585,10 @@ export function endpointPlugin<Options extends { maxPayload?: number }> (name: s
     child.addHook('onRequest', async (request, reply) => {
       if (!request.ws) return
       if (scope.ownsWebsocket) rememberUpgrade(request, reply)
-      return await identifyUpgrade(request, reply, scope) ?? admit(request, reply, scope)
+      const refused = await identifyUpgrade(request, reply, scope) ?? admit(request, reply, scope)
+      // A peer that vanishes without a FIN is found by the kernel, heartbeat or not (`ping=0`).
+      if (refused === undefined) request.raw.socket?.setKeepAlive(true, KEEP_ALIVE_MS)
+      return refused
     })
     await routes(child, opts)
   }

@@ -1,4 +1,4 @@
-// The five places echohub relies on how `ws` and @fastify/websocket work inside, beyond their
+// The six places echohub relies on how `ws` and @fastify/websocket work inside, beyond their
 // documented API. Kept together, each with a test in test/ws-internals.test.ts that fails when a
 // new version changes the behaviour relied on (both packages are pinned with `~` for that reason).
 import type { FastifyReply, FastifyRequest } from 'fastify'
@@ -80,6 +80,20 @@ export function directSocket (socket: WebSocket, request: FastifyRequest): Direc
 export function raiseMaxPayload (server: WebSocketServer, maxPayload: number): void {
   const options = server.options
   if (maxPayload > (options.maxPayload ?? 0)) options.maxPayload = maxPayload
+}
+
+/**
+ * Lets a client have `pending` pongs not yet written before ws cuts it off. ws (from 8.18) ends a
+ * connection without a close frame once `maxPendingAutoPongs` (default 60) pongs wait to be
+ * written, which a client sending many pings in one write reaches at once; echohub counts pings
+ * and pongs itself (`--max-control-frames`) and closes such a client with 1008, so ws's cut-off is
+ * raised above that count and stays only as the backstop for a client that pings without reading.
+ * ws reads the option at each upgrade (it builds each WebSocket from the server's options).
+ */
+export function allowPendingPongs (server: WebSocketServer, pending: number): void {
+  const options = server.options as ServerOptions & { maxPendingAutoPongs?: number }
+  const current = options.maxPendingAutoPongs ?? 0
+  if (current > 0 && pending > current) options.maxPendingAutoPongs = pending
 }
 
 export type HandleProtocols = NonNullable<ServerOptions['handleProtocols']>

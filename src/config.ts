@@ -56,6 +56,12 @@ export interface Config {
   jwtAudience: string | undefined
   jwtIssuer: string | undefined
   inspectorMaxBuffered: number
+  /** The most one received message's lab replies may send, bytes. */
+  labMaxOutput: number
+  /** The most a lab burst may ask for (`burst * burst_size`), bytes. */
+  labMaxBurst: number
+  /** Pings and pongs one client may send in a second; 0 turns the check off. */
+  maxControlFrames: number
   /** PEM files of the certificate and key every server speaks https/wss with. */
   tlsCert: string | undefined
   tlsKey: string | undefined
@@ -117,6 +123,9 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'dedupeWindow', flag: 'dedupe-window', env: 'DEDUPE_WINDOW', kind: 'count', min: 0, unit: 'ms', default: String(DEFAULT_LIMITS.dedupeWindow), help: "ms a chat message's key is remembered: a repeat within it is acked, not sent again" },
   { key: 'dedupeMaxKeys', flag: 'dedupe-max-keys', env: 'DEDUPE_MAX_KEYS', kind: 'count', min: 0, default: String(DEFAULT_LIMITS.dedupeMaxKeys), help: 'chat message keys remembered at most in this process (oldest forgotten first)' },
   { key: 'inspectorMaxBuffered', flag: 'inspector-max-buffered', env: 'INSPECTOR_MAX_BUFFERED', kind: 'count', min: 0, default: String(DEFAULT_LIMITS.inspectorMaxBuffered), help: "an inspector page's unsent bytes past which it loses events rather than slow anyone down" },
+  { key: 'labMaxOutput', flag: 'lab-max-output', env: 'LAB_MAX_OUTPUT', kind: 'count', min: 1, unit: 'bytes', default: String(DEFAULT_LIMITS.labMaxOutput), help: "the most one message's lab replies may send (repeat copies, fragment headers); over: close 1008" },
+  { key: 'labMaxBurst', flag: 'lab-max-burst', env: 'LAB_MAX_BURST', kind: 'count', min: 1, unit: 'bytes', default: String(DEFAULT_LIMITS.labMaxBurst), help: 'the most a lab burst may ask for, burst * burst_size bytes; over: 400 at the upgrade' },
+  { key: 'maxControlFrames', flag: 'max-control-frames', env: 'MAX_CONTROL_FRAMES', kind: 'count', min: 0, unit: 'a second; 0 turns it off', default: String(DEFAULT_LIMITS.maxControlFrames), help: 'pings and pongs one client may send in a second; over: close 1008 (0: no limit)' },
   { key: 'shutdownTimeout', flag: 'shutdown-timeout', env: 'SHUTDOWN_TIMEOUT', kind: 'count', min: 0, unit: 'ms', default: String(DEFAULT_LIMITS.shutdownTimeout), help: 'ms shutdown waits for clients to close before cutting them off' },
   { key: 'headersTimeout', flag: 'headers-timeout', env: 'HEADERS_TIMEOUT', kind: 'count', min: 1, unit: 'ms', default: String(DEFAULT_LIMITS.headersTimeout), help: 'ms a socket has from accept (TLS handshake included) to complete its request headers; then it is closed' },
   { key: 'redis', flag: 'redis', env: 'REDIS_URL', kind: 'redisUrl', default: undefined, help: 'Redis URL (redis://host:6379): instances on one Redis and prefix share one chat' },

@@ -36,7 +36,13 @@ export const DEFAULT_LIMITS = {
   /** An inspector page's unsent bytes past which its events are dropped (counted as inspector_dropped). */
   inspectorMaxBuffered: 1024 * 1024,
   /** A socket's time from accept (its TLS handshake included) to its request's complete headers, ms. */
-  headersTimeout: 10000
+  headersTimeout: 10000,
+  /** The most one received message's lab replies may send, bytes (over: close 1008, lab_output). */
+  labMaxOutput: 16 * 1024 * 1024,
+  /** The most a lab burst may ask for, `burst * burst_size` bytes (over: 400 invalid_control). */
+  labMaxBurst: 256 * 1024 * 1024,
+  /** Pings and pongs one client may send in a second (over: close 1008, control_flood); 0 turns it off. */
+  maxControlFrames: 100
 } as const
 
 /**
@@ -66,7 +72,9 @@ export const LIMIT_NAMES = [
   'admin_local_only',
   'headers_timeout',
   'history_evicted',
-  'dedupe_evicted'
+  'dedupe_evicted',
+  'lab_output',
+  'control_flood'
 ] as const
 
 export type LimitName = typeof LIMIT_NAMES[number]

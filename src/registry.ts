@@ -21,7 +21,7 @@ export interface RegistrySocket {
   close (code?: number, reason?: string): void
   terminate (): void
   ping (): void
-  on (event: 'close' | 'pong', listener: (this: RegistrySocket) => void): unknown
+  on (event: 'close' | 'ping' | 'pong', listener: (this: RegistrySocket) => void): unknown
 }
 
 /** Where a socket came from, as `attach` records it. */
@@ -36,6 +36,7 @@ export interface PeerInfo {
   user?: User | undefined
 }
 
+const OPEN = 1
 const CLOSED = 3
 /** The Connection of a socket, set by `attach`: one listener function then serves every socket. */
 const kConnection = Symbol('echohub.connection')
@@ -49,6 +50,13 @@ export function connectionOf (socket: RegistrySocket): Connection | undefined {
 function onSocketClose (this: RegistrySocket): void {
   connectionOf(this)?.remove()
 }
+
+function onControlFrame (this: RegistrySocket): void {
+  connectionOf(this)?.controlFrame()
+}
+
+/** The close reason of a client that sent more pings and pongs in a second than its endpoint allows. */
+export const CONTROL_FLOOD_REASON = 'too many control frames'
 
 function onSocketPong (this: RegistrySocket): void {
   const conn = connectionOf(this)
@@ -85,6 +93,10 @@ export class EndpointStats implements Traffic {
   readonly limits: Record<string, number | string | boolean> = {}
   /** Added to the ids of this endpoint's connections: a shared chat adapter's clientIdBase, so client_ids never collide across instances. */
   idBase = 0
+  /** Pings and pongs a client may send in one second (0: no limit); past it, close 1008 (`control_flood`). */
+  maxControlFrames = 0
+  /** Told when a client is closed for a control-frame flood, to log it. */
+  onControlFlood: ((conn: Connection) => void) | undefined
 
   constructor (name: string) {
     this.name = name
@@ -124,6 +136,9 @@ export class Connection {
   #pongListener = false
   /** When the last ping left, by performance.now(); undefined once answered. */
   #pingSentAt: number | undefined
+  /** Pings and pongs received since `#controlSince` (ms since the epoch), for the control-frame limit. */
+  #controlFrames = 0
+  #controlSince = 0
 
   constructor (registry: ConnectionRegistry, id: number, endpoint: EndpointStats, socket: RegistrySocket, peer: PeerInfo) {
     this.#registry = registry
@@ -160,11 +175,14 @@ export class Connection {
 
   /**
    * One heartbeat beat: pings the client and returns true, or returns false (and sends nothing)
-   * when the previous ping is still unanswered, so the caller can cut the client off.
+   * when the previous ping is still unanswered, so the caller can cut the client off. A ping that
+   * left less than `patience` ms ago is not judged yet: the beat does nothing and returns true.
    */
-  heartbeat (): boolean {
+  heartbeat (patience = 0): boolean {
     if (this.ownHeartbeat) return true
-    if (this.awaitingPong) return false
+    if (this.awaitingPong) {
+      return this.#pingSentAt !== undefined && performance.now() - this.#pingSentAt < patience
+    }
     this.awaitingPong = true
     this.ping()
     return true
@@ -179,6 +197,24 @@ export class Connection {
     }
     this.#pingSentAt = performance.now()
     this.socket.ping()
+  }
+
+  /**
+   * A ping or pong arrived from the client. More than the endpoint's `maxControlFrames` within a
+   * second closes the connection 1008, counted as `control_flood`.
+   */
+  controlFrame (): void {
+    const max = this.endpoint.maxControlFrames
+    if (max === 0) return
+    const now = Date.now()
+    if (now - this.#controlSince >= 1000) {
+      this.#controlSince = now
+      this.#controlFrames = 0
+    }
+    if (++this.#controlFrames <= max || this.socket.readyState !== OPEN) return
+    this.#registry.hit('control_flood')
+    this.endpoint.onControlFlood?.(this)
+    this.socket.close(1008, CONTROL_FLOOD_REASON)
   }
 
   /** A pong arrived: the round trip of the ping it answers. */
@@ -271,8 +307,15 @@ export class ConnectionRegistry {
     const conn = this.#open(socket, endpoint, peer)
     ;(socket as AttachedSocket)[kConnection] = conn
     // 'close' has already been emitted for a socket that is closed: nothing would remove it later.
-    if (socket.readyState === CLOSED) conn.remove()
-    else socket.on('close', onSocketClose)
+    if (socket.readyState === CLOSED) {
+      conn.remove()
+      return conn
+    }
+    socket.on('close', onSocketClose)
+    if (endpoint.maxControlFrames > 0) {
+      socket.on('ping', onControlFrame)
+      socket.on('pong', onControlFrame)
+    }
     return conn
   }
 

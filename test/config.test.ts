@@ -173,3 +173,17 @@ t.test('the chat delivery settings: --history-max-bytes, --dedupe-window, --dedu
     t.throws(() => config([flag, '-1']), { code: 'ECHOHUB_ERR_INVALID_CONFIG', message: new RegExp(flag) }, `${flag} -1`)
   }
 })
+
+t.test('--lab-max-output, --lab-max-burst, --max-control-frames: defaults, environment variables, bad values refused', async (t) => {
+  const read = (argv: string[], env: Record<string, string> = {}) => {
+    const parsed = parseConfig(argv, env)
+    if (parsed.help) throw new Error('help')
+    return [parsed.config.labMaxOutput, parsed.config.labMaxBurst, parsed.config.maxControlFrames]
+  }
+  t.same(read([]), [16777216, 268435456, 100])
+  t.same(read(['--lab-max-output', '1000', '--lab-max-burst', '2000', '--max-control-frames', '0']), [1000, 2000, 0])
+  t.same(read([], { LAB_MAX_OUTPUT: '5', LAB_MAX_BURST: '6', MAX_CONTROL_FRAMES: '7' }), [5, 6, 7])
+  t.throws(() => read(['--lab-max-output', '0']), { code: 'ECHOHUB_ERR_INVALID_CONFIG', message: /--lab-max-output/ })
+  t.throws(() => read(['--lab-max-burst', 'x']), { code: 'ECHOHUB_ERR_INVALID_CONFIG', message: /--lab-max-burst/ })
+  t.throws(() => read(['--max-control-frames', '-1']), { code: 'ECHOHUB_ERR_INVALID_CONFIG', message: /--max-control-frames/ })
+})

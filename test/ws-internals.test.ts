@@ -4,11 +4,11 @@ import t from 'tap'
 import websocket from '@fastify/websocket'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { WebSocket } from 'ws'
-import { directSocket, raiseMaxPayload, releaseUpgrade, rememberUpgrade, replaceHandleProtocols } from '../plugins/ws-internals.js'
+import { allowPendingPongs, directSocket, raiseMaxPayload, releaseUpgrade, rememberUpgrade, replaceHandleProtocols } from '../plugins/ws-internals.js'
 import { dataFrame, textFrame } from '../src/transport/frames.js'
 import { deflateMessage, PER_MESSAGE_DEFLATE } from '../src/transport/compression.js'
 import { closed, connect, listen, nextMessage } from './helpers/index.js'
-import { isUpgraded, rawUpgrade } from './helpers/raw.js'
+import { frame, isUpgraded, rawClient, rawUpgrade } from './helpers/raw.js'
 
 t.test('releaseUpgrade: @fastify/websocket adds its error listener last, and its response holds the upgrade socket', async (t) => {
   const handled: Error[] = []
@@ -135,6 +135,28 @@ t.test('raiseMaxPayload: ws reads maxPayload at each upgrade, so raising it afte
   const small = await connect(t, kept.url)
   small.send(message)
   t.equal((await closed(small)).code, 1009, 'without raising it, the same message is too big')
+})
+
+t.test('allowPendingPongs: ws cuts off a client with maxPendingAutoPongs unwritten pongs, reading the option at each upgrade', async (t) => {
+  const build = (allow: number | undefined) => listen(t, async (app) => {
+    await app.register(websocket)
+    app.get('/', { websocket: true }, () => {})
+    await app.ready()
+    if (allow !== undefined) allowPendingPongs(app.websocketServer, allow)
+  })
+  const pongsFor = async (port: number) => {
+    const reader = await rawClient(t, port, '/')
+    reader.upgraded.socket.write(Buffer.concat(Array.from({ length: 150 }, () => frame(0x9, Buffer.alloc(0)))))
+    await reader.ended()
+    return { pongs: reader.frames.filter((f) => f.opcode === 0xa).length, closes: reader.frames.filter((f) => f.opcode === 0x8).length }
+  }
+  const plain = await build(undefined)
+  t.same(await pongsFor(plain.port), { pongs: 60, closes: 0 }, 'ws\'s default: 60 pongs, then the TCP connection ends without a close frame')
+  const raised = await build(120)
+  t.equal((raised.app.websocketServer.options as { maxPendingAutoPongs?: number }).maxPendingAutoPongs, 120)
+  t.same(await pongsFor(raised.port), { pongs: 120, closes: 0 }, 'raised after the server was built: 120')
+  allowPendingPongs(raised.app.websocketServer, 30)
+  t.equal((raised.app.websocketServer.options as { maxPendingAutoPongs?: number }).maxPendingAutoPongs, 120, 'never lowered')
 })
 
 t.test('replaceHandleProtocols: ws reads handleProtocols at each upgrade, so replacing it after the server is built works', async (t) => {

@@ -3,7 +3,7 @@
 // its input here, once, and answers in the shape both callers pass on.
 import type { WebSocket } from 'ws'
 import type { Connection, ConnectionRegistry } from '../registry.js'
-import { controlsOf } from './session.js'
+import { controlsOf, sendMessage } from './session.js'
 import { publicUser } from '../auth/user.js'
 import type { Controls } from './controls.js'
 
@@ -104,13 +104,13 @@ export function act (registry: ConnectionRegistry, id: number, action: ActionNam
       if (text !== undefined) {
         if (typeof text !== 'string') return invalid('"text" must be a string')
         conn.sent(Buffer.byteLength(text))
-        socket.send(text)
+        sendMessage(socket, text, false)
         return { ok: true }
       }
       if (typeof binary !== 'string' || !BASE64.test(binary)) return invalid('"binary" must be base64 (A-Z a-z 0-9 + /, padded with =)')
       const bytes = Buffer.from(binary, 'base64')
       conn.sent(bytes.length)
-      socket.send(bytes, { binary: true })
+      sendMessage(socket, bytes, true)
       return { ok: true }
     }
     case 'close': {

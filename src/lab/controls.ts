@@ -44,6 +44,8 @@ export type ControlsResult = { ok: true, controls: Controls | undefined } | { ok
 export interface ControlLimits {
   /** The endpoint's largest message: the most `burst_size` may ask for. */
   maxPayload: number
+  /** The most bytes a burst may ask for, `burst * burst_size` (default: no bound). */
+  maxBurst?: number
 }
 
 export const DEFAULT_BURST_SIZE = 64
@@ -133,6 +135,12 @@ export function parseControls (url: string, limits: ControlLimits): ControlsResu
   for (const [control, needed] of Object.entries(NEEDS) as Array<[ControlName, ControlName]>) {
     if (controls[control] !== undefined && controls[needed] === undefined) {
       return refuse(control, `takes effect only with ${needed}; add ${needed}=N`)
+    }
+  }
+  if (controls.burst !== undefined && limits.maxBurst !== undefined) {
+    const bytes = controls.burst * (controls.burst_size ?? DEFAULT_BURST_SIZE)
+    if (bytes > limits.maxBurst) {
+      return refuse('burst', `burst * burst_size asks for ${bytes} bytes, more than this server's ${limits.maxBurst} (--lab-max-burst)`)
     }
   }
   if (controls.silent !== undefined && (controls.close_after !== undefined || controls.drop_after !== undefined)) {
