@@ -8,11 +8,11 @@ import { ConnectionRegistry, connectionOf, type Connection, type EndpointStats }
 import { booleanOption, describe, integerOption, knownOptions, stringOption, type OptionKeys } from '../src/options.js'
 import { AccessPolicy, redactToken, redactedRequest } from '../src/auth/access.js'
 import { DEFAULT_LIMITS, type LimitName } from '../src/limits.js'
-import { REFUSALS, type Refusal } from '../src/refusals.js'
+import { REFUSALS, refusalBody, type Refusal } from '../src/refusals.js'
 import { formatPeer } from '../src/format.js'
 import { InvalidOptionError, InvalidTokenError, TokenExpiredError } from '../src/errors.js'
 import { createJwtVerifier, publicKeyFromPem, secretKey, type JwtOptions } from '../src/auth/jwt.js'
-import { checkedUser, identify, jwtIdentity, type AuthRefusal, type Identity } from '../src/auth/identity.js'
+import { checkedUser, identify, jwtIdentity, type Identity } from '../src/auth/identity.js'
 import type { Authenticate, User } from '../src/auth/user.js'
 import { PER_MESSAGE_DEFLATE } from '../src/transport/compression.js'
 import { raiseMaxPayload, rememberUpgrade } from './ws-internals.js'
@@ -228,24 +228,75 @@ const registryPlugin: FastifyPluginAsync<RegistryPluginOptions> = async (app, op
 /** Sends a refusal from src/refusals.ts: its status, `Retry-After` when it has one, and the JSON body. */
 export function sendRefusal (reply: FastifyReply, refusal: Refusal): FastifyReply {
   if (refusal.retryAfter !== undefined) reply.header('retry-after', String(refusal.retryAfter))
-  return reply.code(refusal.status).send({ error: refusal.error, message: refusal.message })
+  return reply.code(refusal.status).send(refusalBody(refusal))
+}
+
+/** One of an endpoint's own upgrade checks (the lab's controls): a refusal, or undefined to let it in. */
+export type UpgradeCheck = (request: FastifyRequest) => Refusal | undefined
+
+/** Each endpoint's own checks, by the encapsulated instance its routes are declared in. */
+const upgradeChecks = new WeakMap<FastifyInstance, UpgradeCheck[]>()
+
+/**
+ * Adds a check of an endpoint's own to its upgrades, run after the shared ones (identity, draining,
+ * token, origin, caps). `?check` runs it too, so a page learns the very refusal its upgrade got.
+ * A check may note what it parsed for the handler; it must not count or log (the caller does).
+ */
+export function addUpgradeCheck (app: FastifyInstance, check: UpgradeCheck): void {
+  const checks = upgradeChecks.get(app)
+  if (checks === undefined) upgradeChecks.set(app, [check])
+  else checks.push(check)
+}
+
+/** The admission of an upgrade: a refusal (with what caused it, for the log), or the user it comes from. */
+type Admission = { refusal: Refusal, cause?: unknown } | { user: User | undefined }
+
+/**
+ * The one admission decision for an upgrade to an endpoint, shared by the upgrade and `?check`:
+ * the user's credentials (identity on), then draining, token, origin and caps, then the endpoint's
+ * own checks. Nothing is counted or logged here. The checks after the credentials run without
+ * yielding to other sockets' I/O, and so does the handler that opens the connection after them,
+ * so two upgrades cannot both pass the last free slot.
+ */
+async function admission (request: FastifyRequest, scope: AppScope, checks: readonly UpgradeCheck[]): Promise<Admission> {
+  const { registry, settings } = scope
+  const identity = settings.access.identity
+  let user: User | undefined
+  if (identity !== undefined && !registry.draining) {
+    const result = await identify(identity, request)
+    if ('refusal' in result) return { refusal: REFUSALS.badCredentials(result.refusal.error, result.refusal.message), cause: result.cause }
+    user = result.user
+  }
+  let refusal = refusalFor(request, registry, settings)
+  for (const check of checks) refusal ??= check(request)
+  return refusal === undefined ? { user } : { refusal }
 }
 
 /**
  * Refuses an upgrade to one of echohub's routes with an HTTP status and a JSON body before any
- * WebSocket exists. The checks and the handler that opens the connection run without yielding to
- * other sockets' I/O, so two upgrades cannot both pass the last free slot.
+ * WebSocket exists: counted against its limit and logged without the token.
  */
-function admit (request: FastifyRequest, reply: FastifyReply, scope: AppScope): FastifyReply | undefined {
-  const { registry, settings } = scope
-  const refusal = refusalFor(request, registry, settings)
-  if (refusal === undefined) return undefined
+function refuseUpgrade (request: FastifyRequest, reply: FastifyReply, registry: ConnectionRegistry, refused: { refusal: Refusal, cause?: unknown }): FastifyReply {
+  const { refusal, cause } = refused
   if (refusal.limit !== undefined) registry.hit(refusal.limit)
   const peer = clientPeer(request)
-  request.log.warn({ client: formatPeer(peer.address, peer.port), url: redactToken(request.url), status: refusal.status, limit: refusal.limit }, `upgrade refused: ${refusal.message}`)
-  return sendRefusal(reply, refusal)
+  const client = formatPeer(peer.address, peer.port)
+  // An error that is not one of echohub's token errors came from a host app's authenticate: log it whole.
+  if (cause !== undefined && !(cause instanceof InvalidTokenError) && !(cause instanceof TokenExpiredError)) {
+    request.log.error({ client, url: redactToken(request.url), err: cause }, 'upgrade refused: authenticate failed')
+  } else {
+    request.log.warn({ client, url: redactToken(request.url), status: refusal.status, limit: refusal.limit, ...refusal.details }, `upgrade refused: ${refusal.message}`)
+  }
+  return sendRefusal(withChallenge(reply, refusal), refusal)
 }
 
+/** A 401 names the scheme it wants (RFC 6750): `Bearer`, with `error="invalid_token"` for refused credentials. */
+function withChallenge (reply: FastifyReply, refusal: Refusal): FastifyReply {
+  if (refusal.status === 401) reply.header('www-authenticate', refusal.error === 'unauthorized' ? 'Bearer' : 'Bearer error="invalid_token"')
+  return reply
+}
+
+/** The shared checks after the credentials: draining, token (identity off), origin, caps. */
 function refusalFor (request: FastifyRequest, registry: ConnectionRegistry, settings: Settings): Refusal | undefined {
   if (registry.draining) return REFUSALS.draining()
   // With identity on, the user's credentials (checked before) are what lets a client in.
@@ -265,33 +316,6 @@ const requestUsers = new WeakMap<FastifyRequest, User>()
 /** Who the client of this upgrade is, when identity is on. */
 export function requestUser (request: FastifyRequest): User | undefined {
   return requestUsers.get(request)
-}
-
-/**
- * With identity on, who the upgrade comes from: the user is kept for the endpoint, or the upgrade
- * is refused with 401. Runs before the other admission checks, which then run without yielding.
- */
-async function identifyUpgrade (request: FastifyRequest, reply: FastifyReply, scope: AppScope): Promise<FastifyReply | undefined> {
-  const identity = scope.settings.access.identity
-  if (identity === undefined || scope.registry.draining) return undefined
-  const result = await identify(identity, request)
-  if ('refusal' in result) return refuseUser(request, reply, scope.registry, result.refusal, result.cause, 'upgrade')
-  requestUsers.set(request, result.user)
-  return undefined
-}
-
-/** A 401 for credentials `authenticate` refused; counted as `auth`, logged without the token. */
-function refuseUser (request: FastifyRequest, reply: FastifyReply, registry: ConnectionRegistry, refused: AuthRefusal, cause: unknown, what: string): FastifyReply {
-  const refusal = REFUSALS.badCredentials(refused.error, refused.message)
-  registry.hit(refusal.limit!)
-  const client = formatPeer(request.raw.socket?.remoteAddress, request.raw.socket?.remotePort)
-  // An error that is not one of echohub's token errors came from a host app's authenticate: log it whole.
-  if (cause !== undefined && !(cause instanceof InvalidTokenError) && !(cause instanceof TokenExpiredError)) {
-    request.log.error({ client, url: redactToken(request.url), err: cause }, `${what} refused: authenticate failed`)
-  } else {
-    request.log.warn({ client, url: redactToken(request.url), status: refusal.status, limit: refusal.limit }, `${what} refused: ${refusal.message}`)
-  }
-  return sendRefusal(reply.header('www-authenticate', 'Bearer error="invalid_token"'), refusal)
 }
 
 /**
@@ -321,8 +345,7 @@ export async function requireAdmin (app: FastifyInstance, request: FastifyReques
   } else {
     request.log.warn({ url: redactToken(request.url), status: refusal.status }, `admin request refused: ${refusal.message}`)
   }
-  if (refusal.status === 401) reply.header('www-authenticate', refusal.error === 'unauthorized' ? 'Bearer' : 'Bearer error="invalid_token"')
-  return sendRefusal(reply, refusal)
+  return sendRefusal(withChallenge(reply, refusal), refusal)
 }
 
 /** Pings the app's echohub clients each period; one that has not answered the previous ping is cut off. */
@@ -412,10 +435,16 @@ export function addEndpoint (app: FastifyInstance, plugin: string, name: string)
  * A plain HTTP GET on a WebSocket path: with `?check`, the upgrade's admission without the upgrade
  * and without counting it (routes/check.ts); otherwise say how to connect instead of a bare 404.
  */
-export function upgradeRequired (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+export async function upgradeRequired (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
   if (isCheck(request)) {
-    const { registry, settings } = scopeOf(this)
-    return answerCheck(request, reply, (asked) => refusalFor(asked, registry, settings))
+    const scope = scopeOf(this)
+    const checks = upgradeChecks.get(this) ?? []
+    return await answerCheck(request, reply, async (asked) => {
+      const admitted = await admission(asked, scope, checks)
+      if (!('refusal' in admitted)) return undefined
+      withChallenge(reply, admitted.refusal)
+      return admitted.refusal
+    })
   }
   return sendRefusal(reply.header('upgrade', 'websocket'), REFUSALS.upgradeRequired(request.url, request.host))
 }
@@ -432,7 +461,9 @@ export function endpointPlugin<Options extends { maxPayload?: number }> (name: s
     child.addHook('onRequest', async (request, reply) => {
       if (!request.ws) return
       if (scope.ownsWebsocket) rememberUpgrade(request, reply)
-      return await identifyUpgrade(request, reply, scope) ?? admit(request, reply, scope)
+      const admitted = await admission(request, scope, upgradeChecks.get(child) ?? [])
+      if ('refusal' in admitted) return refuseUpgrade(request, reply, scope.registry, admitted)
+      if (admitted.user !== undefined) requestUsers.set(request, admitted.user)
     })
     await routes(child, opts)
   }

@@ -12,6 +12,8 @@ export interface Refusal {
   retryAfter?: number
   /** The limit this refusal counts against in /stats, if any. */
   limit?: LimitName
+  /** More fields of the JSON body, between `error` and `message` (e.g. the lab's `control`). */
+  details?: Record<string, string | number>
 }
 
 /** What a client is told when it lacks the token. */
@@ -37,6 +39,15 @@ export const REFUSALS = {
   serverFull: (max: number): Refusal => ({ status: 503, error: 'server_full', message: `the server holds its maximum of ${max} connections`, retryAfter: RETRY_AFTER, limit: 'max_connections' }),
   /** One client address holds its share already. */
   tooManyConnections: (address: string, max: number): Refusal => ({ status: 429, error: 'too_many_connections', message: `${plainAddress(address)} already holds the maximum of ${max} connections`, retryAfter: RETRY_AFTER, limit: 'max_connections_per_ip' }),
+  /** A lab control with a bad value: the SPEC's `400 {"error":"invalid_control","control":...,"message":...}`. */
+  invalidControl: (control: string, message: string): Refusal => ({ status: 400, error: 'invalid_control', message, limit: 'invalid_control', details: { control } }),
   /** A plain HTTP GET on a WebSocket path: say how to connect instead of a bare 404. */
   upgradeRequired: (url: string, host: string): Refusal => ({ status: 426, error: 'upgrade_required', message: `${url} is a WebSocket endpoint: connect with a WebSocket client, e.g. ws://${host}${url}` })
 } as const
+
+/** A refusal's JSON body: `{ error, ...details, message }`. */
+export function refusalBody (refusal: Refusal): Record<string, string | number> {
+  return refusal.details === undefined
+    ? { error: refusal.error, message: refusal.message }
+    : { error: refusal.error, ...refusal.details, message: refusal.message }
+}

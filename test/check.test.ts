@@ -3,6 +3,8 @@
 import t, { type Test } from 'tap'
 import { chat, echo, stats, echohubRegistry, type RegistryPluginOptions } from '../index.js'
 import { connect, listen } from './helpers/index.js'
+import { isUpgraded, rawUpgrade } from './helpers/raw.js'
+import { SECRET, token } from './helpers/tokens.js'
 
 async function server (t: Test, options: RegistryPluginOptions = {}) {
   return await listen(t, async (app) => {
@@ -58,4 +60,40 @@ t.test('while shutting down a check answers 503', async (t) => {
   app.echohub.startDraining()
   const answer = await check(port, '/chat?check')
   t.same([answer.status, answer.body.error], [503, 'shutting_down'])
+})
+
+/** What the upgrade itself is answered: its status, JSON body and www-authenticate header. */
+async function upgradeAnswer (t: Test, port: number, path: string) {
+  const answer = await rawUpgrade(t, port, path)
+  if (isUpgraded(answer)) throw new Error(`${path}: the upgrade was admitted`)
+  return { status: answer.status, body: JSON.parse(answer.body) as Record<string, unknown>, challenge: answer.headers['www-authenticate'] }
+}
+
+t.test('with JWT identity, a check answers what the upgrade does: 401 invalid_token for a bad or missing JWT', async (t) => {
+  const { app, port } = await server(t, { jwt: { secret: SECRET } })
+  const good = await token({ sub: 'ada' })
+  t.same((await check(port, `/chat?check&token=${good}`)).body, { ok: true }, 'a good JWT is admitted')
+  for (const query of ['token=abc.def.ghi', `token=${await token({ sub: 'ada' }, 'another-secret-of-at-least-thirty-two-bytes')}`, '']) {
+    const path = `/chat?${query}`
+    const upgraded = await upgradeAnswer(t, port, path)
+    t.equal(upgraded.status, 401, `${path}: the upgrade is refused`)
+    const checked = await check(port, `/chat?check&${query}`)
+    t.same([checked.status, checked.body, checked.headers.get('www-authenticate') ?? undefined], [upgraded.status, upgraded.body, upgraded.challenge], `${path}: the check gives the same answer`)
+    t.equal(checked.body.error, 'invalid_token')
+  }
+  t.equal(app.echohub.limitHits.auth, 3, 'the upgrades were counted, the checks not')
+})
+
+t.test('a check answers what the upgrade does for the lab\'s controls: 400 invalid_control naming the control', async (t) => {
+  const { app, port } = await server(t)
+  for (const controls of ['delay=soon', 'repeat=0', 'close_code=1005&close_after=1', 'burst_size=10']) {
+    const upgraded = await upgradeAnswer(t, port, `/echo?${controls}`)
+    t.equal(upgraded.status, 400, `${controls}: the upgrade is refused`)
+    const checked = await check(port, `/echo?${controls}&check`)
+    t.same([checked.status, checked.body], [upgraded.status, upgraded.body], `${controls}: the check gives the same answer`)
+    t.same(Object.keys(checked.body), ['error', 'control', 'message'], 'keys in the SPEC\'s order')
+    t.equal(checked.body.error, 'invalid_control')
+  }
+  t.same((await check(port, '/echo/raw?delay=10&repeat=2&check')).body, { ok: true }, 'good controls pass')
+  t.equal(app.echohub.limitHits.invalid_control, 4, 'the upgrades were counted, the checks not')
 })
