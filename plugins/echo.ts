@@ -195,7 +195,7 @@ function admit (socket: WebSocket, data: Buffer, isBinary: boolean): boolean {
   const { settings } = endpoint
   conn.received(data.length)
   if (data.length > settings.maxPayload) {
-    tooBig(endpoint.registry, log, socket, conn, settings.maxPayload)
+    tooBig(endpoint.registry, log, socket, conn, settings.maxPayload, data.length)
     return false
   }
   if (settings.debug) logFrame(log, conn, 'frame received', conn.messagesReceived, data, isBinary)

@@ -4,18 +4,19 @@ import type { FastifyBaseLogger, FastifyInstance, FastifyPluginAsync, FastifyRep
 import fp from 'fastify-plugin'
 import websocket from '@fastify/websocket'
 import type { WebSocket } from 'ws'
+import type { IncomingMessage } from 'node:http'
 import { ConnectionRegistry, connectionOf, type Connection, type EndpointStats } from '../src/registry.js'
 import { booleanOption, describe, integerOption, knownOptions, stringOption, type OptionKeys } from '../src/options.js'
 import { AccessPolicy, redactToken, redactedRequest } from '../src/auth/access.js'
 import { DEFAULT_LIMITS, type LimitName } from '../src/limits.js'
 import { REFUSALS, refusalBody, type Refusal } from '../src/refusals.js'
-import { formatPeer } from '../src/format.js'
+import { formatPeer, oversizeReason } from '../src/format.js'
 import { InvalidOptionError, InvalidTokenError, TokenExpiredError } from '../src/errors.js'
 import { createJwtVerifier, publicKeyFromPem, secretKey, type JwtOptions } from '../src/auth/jwt.js'
 import { checkedUser, identify, jwtIdentity, type Identity } from '../src/auth/identity.js'
 import type { Authenticate, User } from '../src/auth/user.js'
 import { PER_MESSAGE_DEFLATE } from '../src/transport/compression.js'
-import { raiseMaxPayload, rememberUpgrade } from './ws-internals.js'
+import { explainOversize, oversizeOf, raiseMaxPayload, rememberUpgrade } from './ws-internals.js'
 import { clientPeer, routeSubprotocols, subprotocolRouter } from './transport.js'
 import { answerCheck, isCheck } from '../routes/check.js'
 
@@ -222,8 +223,16 @@ const registryPlugin: FastifyPluginAsync<RegistryPluginOptions> = async (app, op
       await closeAll(registry.connectionsOf(scope.endpoints), settings.shutdownTimeout)
     })
   }
+  // Before any endpoint's handler: a message over ws's own cap gets a close reason naming the limit.
+  app.websocketServer.on('connection', (socket: WebSocket, raw: IncomingMessage) => {
+    const limit = upgradeLimits.get(raw)
+    if (limit !== undefined) explainOversize(socket, limit)
+  })
   if (settings.heartbeatInterval > 0) startHeartbeat(app, scope, settings.heartbeatInterval)
 }
+
+/** The largest message of the endpoint each admitted upgrade goes to. */
+const upgradeLimits = new WeakMap<IncomingMessage, number>()
 
 /** Sends a refusal from src/refusals.ts: its status, `Retry-After` when it has one, and the JSON body. */
 export function sendRefusal (reply: FastifyReply, refusal: Refusal): FastifyReply {
@@ -402,7 +411,11 @@ const WS_ERROR_LIMITS: Record<string, LimitName> = {
 /** An endpoint's `error` listener: counts protocol faults (1002, 1007, 1009) and logs one line. */
 export function socketError (registry: ConnectionRegistry, log: FastifyBaseLogger, conn: Connection, err: NodeJS.ErrnoException): void {
   const code = err.code ?? 'unknown'
-  if (code.startsWith('WS_ERR_')) {
+  const oversize = oversizeOf(err)
+  if (oversize !== undefined) {
+    registry.hit('oversize')
+    log.warn({ client: conn.peer, bytes: oversize.bytes, max_payload: oversize.limit }, `${oversize.reason}; connection closed with 1009`)
+  } else if (code.startsWith('WS_ERR_')) {
     registry.hit(WS_ERROR_LIMITS[code] ?? 'protocol_error')
     log.warn({ client: conn.peer, code, err: err.message }, 'client broke the protocol; connection closed')
   } else {
@@ -410,11 +423,12 @@ export function socketError (registry: ConnectionRegistry, log: FastifyBaseLogge
   }
 }
 
-/** A message over the endpoint's own cap (below the WebSocket server's): close 1009 and count it. */
-export function tooBig (registry: ConnectionRegistry, log: FastifyBaseLogger, socket: WebSocket, conn: Connection, maxPayload: number): void {
+/** A message over the endpoint's own cap (below the WebSocket server's): close 1009 with a reason naming the limit, and count it. */
+export function tooBig (registry: ConnectionRegistry, log: FastifyBaseLogger, socket: WebSocket, conn: Connection, maxPayload: number, bytes: number): void {
   registry.hit('oversize')
-  log.warn({ client: conn.peer, max_payload: maxPayload }, 'message too big; connection closed with 1009')
-  socket.close(1009, `message larger than ${maxPayload} bytes`)
+  const reason = oversizeReason(bytes, maxPayload)
+  log.warn({ client: conn.peer, bytes, max_payload: maxPayload }, `${reason}; connection closed with 1009`)
+  socket.close(1009, reason)
 }
 
 /**
@@ -458,12 +472,14 @@ export async function upgradeRequired (this: FastifyInstance, request: FastifyRe
 export function endpointPlugin<Options extends { maxPayload?: number }> (name: string, defaultMaxPayload: number, routes: FastifyPluginAsync<Options>) {
   const admitted: FastifyPluginAsync<Options> = async (child, opts) => {
     const scope = scopeOf(child)
+    const maxPayload = integerOption(name, opts, 'maxPayload', defaultMaxPayload, 1)
     child.addHook('onRequest', async (request, reply) => {
       if (!request.ws) return
       if (scope.ownsWebsocket) rememberUpgrade(request, reply)
       const admitted = await admission(request, scope, upgradeChecks.get(child) ?? [])
       if ('refusal' in admitted) return refuseUpgrade(request, reply, scope.registry, admitted)
       if (admitted.user !== undefined) requestUsers.set(request, admitted.user)
+      upgradeLimits.set(request.raw, maxPayload)
     })
     await routes(child, opts)
   }
