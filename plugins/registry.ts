@@ -67,6 +67,11 @@ export interface RegistryPluginOptions {
 }
 
 export const SHUTDOWN_REASON = 'server shutting down'
+/**
+ * Set (to true) in the registry's options by the CLI, whose users set `--origins` rather than
+ * `origins`: refusals then name the flags. A symbol, so no plugin user meets it as an option.
+ */
+export const NAMED_BY_FLAGS = Symbol('echohub.namedByFlags')
 const PLUGIN = 'echohub-registry'
 const DEFAULT_WS_MAX_PAYLOAD = 64 * 1024
 
@@ -102,7 +107,8 @@ function readOptions (opts: RegistryPluginOptions) {
     access: new AccessPolicy({
       origins,
       authToken: opts.authToken === undefined ? undefined : stringOption(PLUGIN, opts, 'authToken', ''),
-      identity: identityOption(opts)
+      identity: identityOption(opts),
+      namedBy: (opts as Record<symbol, unknown>)[NAMED_BY_FLAGS] === true ? 'flags' : 'options'
     })
   }
 }
@@ -310,7 +316,7 @@ function refusalFor (request: FastifyRequest, registry: ConnectionRegistry, sett
   if (registry.draining) return REFUSALS.draining()
   // With identity on, the user's credentials (checked before) are what lets a client in.
   if (settings.access.identity === undefined && !settings.access.authorized(request)) return REFUSALS.unauthorized()
-  if (!settings.access.originAllowed(request)) return REFUSALS.originNotAllowed(String(request.headers.origin))
+  if (!settings.access.originAllowed(request)) return REFUSALS.originNotAllowed(String(request.headers.origin), settings.access.names.origins)
   if (registry.connections.size >= settings.maxConnections) return REFUSALS.serverFull(settings.maxConnections)
   const address = clientPeer(request).address
   if (address !== undefined && registry.connectionsFrom(address) >= settings.maxConnectionsPerIp) {

@@ -30,7 +30,7 @@ export const stats = fp<StatsOptions>(async function statsPlugin (app: FastifyIn
       guarded.addHook('onRequest', async (request, reply) => {
         if (request.method === 'GET' || request.method === 'HEAD' || request.method === 'OPTIONS') return
         if (guarded.echohubAccess.mutationAllowed(request)) return
-        const refusal = REFUSALS.mutationNotAllowed(String(request.headers.origin))
+        const refusal = REFUSALS.mutationNotAllowed(String(request.headers.origin), guarded.echohubAccess.names.origins)
         guarded.echohub.hit(refusal.limit!)
         request.log.warn({ url: redactToken(request.url), origin: request.headers.origin }, 'admin request refused: origin not allowed')
         return sendRefusal(reply, refusal)

@@ -31,10 +31,10 @@ export const REFUSALS = {
   badCredentials: (error: 'invalid_token' | 'token_expired', message: string): Refusal => ({ status: 401, error, message, limit: 'auth' }),
   /** An admin route, a user who is no admin (identity on, no --auth-token). */
   adminRequired: (): Refusal => ({ status: 403, error: 'admin_required', message: 'this route is for admins: it needs a token whose "admin" claim is true', limit: 'auth' }),
-  /** A browser Origin not on the allowlist. */
-  originNotAllowed: (origin: string): Refusal => ({ status: 403, error: 'origin_not_allowed', message: `origin ${origin} is not allowed (see --origins)`, limit: 'origin' }),
+  /** A browser Origin not on the allowlist; `setting` names the list as the user set it (a flag or an option). */
+  originNotAllowed: (origin: string, setting = '--origins'): Refusal => ({ status: 403, error: 'origin_not_allowed', message: `origin ${origin} is not allowed (see ${setting})`, limit: 'origin' }),
   /** A page of another site tries to change something (POST /publish). */
-  mutationNotAllowed: (origin: string): Refusal => ({ status: 403, error: 'origin_not_allowed', message: `origin ${origin} may not change anything here: list it in --origins`, limit: 'origin' }),
+  mutationNotAllowed: (origin: string, setting = '--origins'): Refusal => ({ status: 403, error: 'origin_not_allowed', message: `origin ${origin} may not change anything here: list it in ${setting}`, limit: 'origin' }),
   /** The process-wide connection cap is full. */
   serverFull: (max: number): Refusal => ({ status: 503, error: 'server_full', message: `the server holds its maximum of ${max} connections`, retryAfter: RETRY_AFTER, limit: 'max_connections' }),
   /** One client address holds its share already. */
