@@ -19,6 +19,7 @@ import { PER_MESSAGE_DEFLATE } from '../src/transport/compression.js'
 import { explainOversize, oversizeOf, raiseMaxPayload, rememberUpgrade } from './ws-internals.js'
 import { clientPeer, routeSubprotocols, subprotocolRouter } from './transport.js'
 import { answerCheck, isCheck } from '../routes/check.js'
+import { replyError } from '../routes/errors.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -479,6 +480,7 @@ export function endpointPlugin<Options extends { maxPayload?: number }> (name: s
   const admitted: FastifyPluginAsync<Options> = async (child, opts) => {
     const scope = scopeOf(child)
     const maxPayload = integerOption(name, opts, 'maxPayload', defaultMaxPayload, 1)
+    child.setErrorHandler(replyError)
     child.addHook('onRequest', async (request, reply) => {
       if (!request.ws) return
       if (scope.ownsWebsocket) rememberUpgrade(request, reply)

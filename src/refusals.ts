@@ -41,6 +41,16 @@ export const REFUSALS = {
   tooManyConnections: (address: string, max: number): Refusal => ({ status: 429, error: 'too_many_connections', message: `${plainAddress(address)} already holds the maximum of ${max} connections`, retryAfter: RETRY_AFTER, limit: 'max_connections_per_ip' }),
   /** A lab control with a bad value: the SPEC's `400 {"error":"invalid_control","control":...,"message":...}`. */
   invalidControl: (control: string, message: string): Refusal => ({ status: 400, error: 'invalid_control', message, limit: 'invalid_control', details: { control } }),
+  /** A request body that is not JSON, or none where one is needed. */
+  invalidJson: (message: string): Refusal => ({ status: 400, error: 'invalid_json', message }),
+  /** A request body over the route's limit. */
+  bodyTooLarge: (limit: number): Refusal => ({ status: 413, error: 'body_too_large', message: `the body is over the ${limit}-byte limit` }),
+  /** A request body of a type the route does not read. */
+  unsupportedMediaType: (type: string | undefined): Refusal => ({ status: 415, error: 'unsupported_media_type', message: `send the body as JSON, with "Content-Type: application/json" (${type === undefined ? 'this request gave no Content-Type' : `not ${type}`})` }),
+  /** A request malformed in some other way. */
+  badRequest: (message: string): Refusal => ({ status: 400, error: 'bad_request', message }),
+  /** A route failed: the log has the error, the client a plain sentence. */
+  internalError: (): Refusal => ({ status: 500, error: 'internal_error', message: 'the server failed to answer this request; its log says why' }),
   /** A plain HTTP GET on a WebSocket path: say how to connect instead of a bare 404. */
   upgradeRequired: (url: string, host: string): Refusal => ({ status: 426, error: 'upgrade_required', message: `${url} is a WebSocket endpoint: connect with a WebSocket client, e.g. ws://${host}${url}` })
 } as const
