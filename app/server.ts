@@ -13,7 +13,9 @@ import { ui } from '../plugins/ui.js'
 import { PortInUseError } from '../src/errors.js'
 import { VERSION } from '../src/version.js'
 import type { JwtOptions } from '../src/auth/jwt.js'
-import { lanAddresses, loadTls, selfSignedTls } from '../src/transport/tls.js'
+import { answerPlainHttp, lanAddresses, loadTls, selfSignedTls } from '../src/transport/tls.js'
+import { formatPeer } from '../src/format.js'
+import type { Server as TlsServer } from 'node:tls'
 import { RequestLines } from './logging.js'
 
 interface ServerDefinition {
@@ -163,6 +165,10 @@ export async function startEchohub (config: Config, options: StartOptions): Prom
     const app = (tls === undefined
       ? Fastify({ loggerInstance: logger, return503OnClosing: false, trustProxy, logController: new RequestLines() })
       : Fastify({ loggerInstance: logger, return503OnClosing: false, trustProxy, logController: new RequestLines(), https: { cert: tls.cert, key: tls.key } })) as unknown as FastifyInstance
+    // A plain http:// or ws:// request on a TLS port gets a hint instead of an empty reply.
+    if (tls !== undefined) {
+      answerPlainHttp(app.server as unknown as TlsServer, (peer) => app.log.info({ client: formatPeer(peer.address, peer.port) }, 'plain HTTP request on this TLS port: answered 400, use https:// or wss://'))
+    }
     try {
       await app.register(echohubRegistry, {
         registry,
