@@ -3,6 +3,7 @@ export { echo, ECHO_MAX_PAYLOAD, ECHO_HIGH_WATER, type EchoOptions } from './plu
 export { stats, type StatsOptions } from './plugins/stats.js'
 export { chat, CustomEventError, CHAT_MAX_PAYLOAD, CHAT_RATE_LIMIT, CHAT_RATE_BURST, CHAT_MAX_BUFFERED, type ChatOptions, type CustomEventHandler, type CustomEventContext } from './plugins/chat.js'
 export { RedisAdapter, type RedisAdapterOptions, type AdapterLogger } from './src/chat/redis-adapter.js'
+export type { RedisClient } from './src/chat/redis-client.js'
 export { ui, type UiOptions, type EchoServerInfo, type ServersInfo } from './plugins/ui.js'
 export { echohubRegistry, SHUTDOWN_REASON, requestUser, type RegistryPluginOptions } from './plugins/registry.js'
 export { ConnectionRegistry, Connection, EndpointStats, connectionOf, type RegistryOptions, type RegistrySocket, type PeerInfo, type StatsSnapshot, type Traffic } from './src/registry.js'

@@ -5,7 +5,7 @@ import type { Socket } from 'node:net'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import { ConnectionRegistry } from '../src/registry.js'
 import type { Config, ServerName } from '../src/config.js'
-import { echohubRegistry, KEEP_ALIVE_MS } from '../plugins/registry.js'
+import { echohubRegistry, KEEP_ALIVE_MS, NAMED_BY_FLAGS, type RegistryPluginOptions } from '../plugins/registry.js'
 import { echo } from '../plugins/echo.js'
 import { stats } from '../plugins/stats.js'
 import cors from '@fastify/cors'
@@ -14,7 +14,9 @@ import { ui } from '../plugins/ui.js'
 import { PortInUseError } from '../src/errors.js'
 import { VERSION } from '../src/version.js'
 import type { JwtOptions } from '../src/auth/jwt.js'
-import { lanAddresses, loadTls, selfSignedTls } from '../src/transport/tls.js'
+import { answerPlainHttp, lanAddresses, loadTls, selfSignedTls } from '../src/transport/tls.js'
+import { formatPeer } from '../src/format.js'
+import type { Server as TlsServer } from 'node:tls'
 import { RequestLines } from './logging.js'
 
 interface ServerDefinition {
@@ -169,6 +171,10 @@ export async function startEchohub (config: Config, options: StartOptions): Prom
       : Fastify({ loggerInstance: logger, return503OnClosing: false, trustProxy, logController: new RequestLines(), https: { cert: tls.cert, key: tls.key } })) as unknown as FastifyInstance
     // Every accepted socket, from accept on: the kernel reaps a peer that vanished, whatever it was doing.
     app.server.on('connection', keepAlive)
+    // A plain http:// or ws:// request on a TLS port gets a hint instead of an empty reply.
+    if (tls !== undefined) {
+      answerPlainHttp(app.server as unknown as TlsServer, (peer) => app.log.info({ client: formatPeer(peer.address, peer.port) }, 'plain HTTP request on this TLS port: answered 400, use https:// or wss://'))
+    }
     try {
       await app.register(echohubRegistry, {
         registry,
@@ -181,8 +187,10 @@ export async function startEchohub (config: Config, options: StartOptions): Prom
         origins: config.origins === '*' ? '*' : [...config.origins],
         compression: config.compression,
         ...(config.authToken === undefined ? {} : { authToken: config.authToken }),
-        ...(jwt === undefined ? {} : { jwt })
-      })
+        ...(jwt === undefined ? {} : { jwt }),
+        // Refusals name the flags (`--origins`), as a user of the CLI set them.
+        [NAMED_BY_FLAGS]: true
+      } as RegistryPluginOptions)
       // Before the routes, so its headers (and preflight answers) are on every HTTP route of every
       // server, /stats and /health included, under the same --origins rule as the upgrades.
       await app.register(cors, { origin: config.origins, methods: ['GET', 'HEAD'] })

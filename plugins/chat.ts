@@ -9,7 +9,7 @@ import { clientPeer, offerSubprotocols, subprotocolsOption } from './transport.j
 import { customEventAck, type JsonObject } from '../src/chat/messages.js'
 import { ChatCore, CustomEventError, type ChatClient, type ChatEventHandler } from '../src/chat/core.js'
 import type { ChatAdapter } from '../src/chat/adapter.js'
-import type { Redis } from 'ioredis'
+import { isRedisClient, type RedisClient } from '../src/chat/redis-client.js'
 import { MemoryAdapter } from '../src/chat/memory-adapter.js'
 import { onWatched } from '../src/lab/inspector.js'
 import { integerOption, pathOption, stringOption, describe, knownOptions, type OptionKeys } from '../src/options.js'
@@ -75,7 +75,7 @@ export interface ChatOptions {
    * URL (`redis://127.0.0.1:6379`) or an ioredis client is short for a RedisAdapter on it with the
    * default prefix; build a RedisAdapter yourself for another prefix or a logger.
    */
-  adapter?: ChatAdapter | string | Redis
+  adapter?: ChatAdapter | string | RedisClient
   /** Subprotocols accepted, the first offered that is on the list (default none: no protocol header). */
   subprotocols?: string[]
 }
@@ -150,7 +150,7 @@ function readOptions (opts: ChatOptions) {
 }
 
 /** The adapter, or the Redis (URL or ioredis client) to build a RedisAdapter on once the plugin runs. */
-function adapterOption (adapter: unknown): ChatAdapter | { redis: string | Redis } {
+function adapterOption (adapter: unknown): ChatAdapter | { redis: string | RedisClient } {
   if (adapter === undefined) return new MemoryAdapter()
   if (typeof adapter === 'string') {
     if (!/^rediss?:\/\/./.test(adapter)) throw new InvalidOptionError(PLUGIN, 'adapter', `as a string must be a Redis URL like redis://127.0.0.1:6379, got ${describe(adapter)}`)
@@ -158,10 +158,7 @@ function adapterOption (adapter: unknown): ChatAdapter | { redis: string | Redis
   }
   const a = adapter as Partial<ChatAdapter> | null
   // An ioredis client: it can duplicate itself, which is what the adapter does with it.
-  const client = adapter as Partial<Record<'duplicate' | 'subscribe', unknown>> | null
-  if (client !== null && typeof client === 'object' && typeof client.duplicate === 'function' && typeof client.subscribe === 'function') {
-    return { redis: adapter as Redis }
-  }
+  if (isRedisClient(adapter)) return { redis: adapter }
   const methods = ['start', 'publish', 'join', 'leave', 'history', 'rooms', 'close'] as const
   if (a === null || typeof a !== 'object' || methods.some((m) => typeof a[m] !== 'function')) {
     throw new InvalidOptionError(PLUGIN, 'adapter', `must be a ChatAdapter (an object with ${methods.join(', ')}), a Redis URL or an ioredis client, got ${describe(adapter)}`)
@@ -170,7 +167,7 @@ function adapterOption (adapter: unknown): ChatAdapter | { redis: string | Redis
 }
 
 /** Redis is loaded only by a chat that uses it. */
-async function resolveAdapter (option: ChatAdapter | { redis: string | Redis }): Promise<ChatAdapter> {
+async function resolveAdapter (option: ChatAdapter | { redis: string | RedisClient }): Promise<ChatAdapter> {
   if (!('redis' in option)) return option
   const { RedisAdapter } = await import('../src/chat/redis-adapter.js')
   return new RedisAdapter(option.redis)

@@ -8,6 +8,7 @@ import { metricsRoutes } from '../routes/metrics.js'
 import { roomsRoutes } from '../routes/rooms.js'
 import { connectionsRoutes } from '../routes/connections.js'
 import { redactedRequest } from '../src/auth/access.js'
+import { replyError } from '../routes/errors.js'
 import { knownOptions, type OptionKeys } from '../src/options.js'
 
 export interface StatsOptions {
@@ -23,6 +24,7 @@ export const stats = fp<StatsOptions>(async function statsPlugin (app: FastifyIn
   knownOptions('echohub-stats', opts, OPTION_KEYS)
   await ensureInfrastructure(app, 0)
   await app.register(async (scope) => {
+    scope.setErrorHandler(replyError)
     // Health stays open for load balancers; the figures need the token when one is set.
     await scope.register(healthRoutes)
     await scope.register(async (guarded) => {

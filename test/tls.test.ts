@@ -149,3 +149,19 @@ async function bannerLine (stream: NodeJS.ReadableStream): Promise<string> {
     }).on('close', () => reject(new Error('the process ended early')))
   })
 }
+
+t.test('a plain http:// or ws:// request on a TLS port is answered 400 with a hint to use https/wss, not an empty reply', async (t) => {
+  t.chdir(t.testdir())
+  const hub = await startEchohub(testConfig(['--tls-self-signed']), { logger: silent })
+  t.teardown(() => hub.close())
+  for (const server of hub.servers) {
+    const res = await fetch(`http://127.0.0.1:${server.port}/health`)
+    t.equal(res.status, 400, `${server.name}: http:// gets an answer`)
+    t.same(await res.json(), { error: 'tls_required', message: 'this port speaks TLS: use https:// (and wss:// for WebSockets) instead of http:// (ws://)' })
+  }
+  const plain = new WebSocket(`ws://127.0.0.1:${hub.servers[0]!.port}/`)
+  plain.on('error', () => {}) // ws reports the end of the refused attempt as an error
+  t.teardown(() => plain.terminate())
+  const [, response] = await once(plain, 'unexpected-response') as [unknown, { statusCode: number }]
+  t.equal(response.statusCode, 400, 'a ws:// client sees the 400 too')
+})

@@ -2,6 +2,7 @@
 // by one Lua script each (src/chat/redis-scripts.ts has the key layout), presence lives in Redis
 // with a heartbeat per instance, and a lost Redis degrades to local delivery until it is back.
 import { Redis } from 'ioredis'
+import { isRedisClient, type RedisClient } from './redis-client.js'
 import { InvalidOptionError } from '../errors.js'
 import { DEFAULT_REDIS_PREFIX } from '../limits.js'
 import { assembleMessage } from './messages.js'
@@ -110,7 +111,7 @@ export class RedisAdapter implements ChatAdapter {
   readonly prefix: string
   /** The Redis URL as logs may show it (no password). */
   readonly url: string
-  #template: Redis | string
+  #template: RedisClient | string
   #logger: AdapterLogger | undefined
   #heartbeatTtl: number
   #cmd: Redis | undefined
@@ -138,7 +139,7 @@ export class RedisAdapter implements ChatAdapter {
   #keys: { id: string, rooms: string, instances: string, counter: string, lobby: string, heartbeat: string, epochs: string }
 
   /** `target`: a Redis URL (`redis://host:6379`) or an ioredis client whose connection options are copied. */
-  constructor (target: string | Redis, options: RedisAdapterOptions = {}) {
+  constructor (target: string | RedisClient, options: RedisAdapterOptions = {}) {
     if (typeof target === 'string') {
       let url: URL | undefined
       try {
@@ -148,7 +149,7 @@ export class RedisAdapter implements ChatAdapter {
         throw new InvalidOptionError(PLUGIN, 'url', `must be a URL like redis://127.0.0.1:6379, got ${JSON.stringify(target)}`)
       }
       this.url = redactUrl(target)
-    } else if (target instanceof Redis) {
+    } else if (isRedisClient(target)) {
       this.url = `redis://${target.options.host ?? '127.0.0.1'}:${target.options.port ?? 6379}`
     } else {
       throw new InvalidOptionError(PLUGIN, 'target', 'must be a Redis URL or an ioredis client')
@@ -260,7 +261,7 @@ export class RedisAdapter implements ChatAdapter {
       }
     }
     const template = this.#template
-    return typeof template === 'string' ? new Redis(template, options) : template.duplicate(options)
+    return typeof template === 'string' ? new Redis(template, options) : template.duplicate(options) as Redis
   }
 
   #roomKeys (room: string): RoomKeys {

@@ -4,6 +4,8 @@ import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto'
 import { chmod, mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
+import type { Socket } from 'node:net'
+import type { Server as TlsServer, TLSSocket } from 'node:tls'
 import { TlsFileError } from '../errors.js'
 
 export interface TlsMaterial {
@@ -163,4 +165,30 @@ async function exists (file: string): Promise<boolean> {
   } catch {
     return false
   }
+}
+
+/** What a plain HTTP request on a TLS port is answered, so the client learns why instead of an empty reply. */
+export const PLAIN_HTTP_ANSWER = {
+  error: 'tls_required',
+  message: 'this port speaks TLS: use https:// (and wss:// for WebSockets) instead of http:// (ws://)'
+}
+
+/**
+ * Answers a plain HTTP request (or ws:// upgrade) sent to a TLS port with a 400 saying to use
+ * https/wss, instead of the connection closing without a word ("Empty reply from server").
+ * OpenSSL recognises an HTTP request line where a TLS handshake was expected; the answer is
+ * written on the TCP socket under the failed TLS one, before Node closes it. `onPlainHttp` is told
+ * the peer, for a log line.
+ */
+export function answerPlainHttp (server: TlsServer, onPlainHttp: (peer: { address: string | undefined, port: number | undefined }) => void): void {
+  const body = JSON.stringify(PLAIN_HTTP_ANSWER)
+  const response = `HTTP/1.1 400 Bad Request\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`
+  server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => {
+    if (err.code !== 'ERR_SSL_HTTP_REQUEST') return
+    // The TCP socket the TLS one was wrapped around: what is written there goes out as is.
+    const raw = (socket as TLSSocket & { _parent?: Socket | null })._parent
+    if (raw === undefined || raw === null || raw.destroyed) return
+    onPlainHttp({ address: raw.remoteAddress, port: raw.remotePort })
+    raw.end(response)
+  })
 }
