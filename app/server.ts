@@ -65,7 +65,10 @@ const DEFINITIONS: Record<ServerName, ServerDefinition> = {
         historySize: config.historySize,
         maxRoomsPerClient: config.maxRoomsPerClient,
         maxRooms: config.maxRooms,
-        roomTtl: config.roomTtl
+        roomTtl: config.roomTtl,
+        historyMaxBytes: config.historyMaxBytes,
+        dedupeWindow: config.dedupeWindow,
+        dedupeMaxKeys: config.dedupeMaxKeys
       })
       // The echo tester learns the echo ports here, the actual ones even for port 0.
       const echoServers = () => running

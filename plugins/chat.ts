@@ -64,6 +64,12 @@ export interface ChatOptions {
   maxRooms?: number
   /** A room with no member is forgotten, history included, this many ms after its last member left (default 300000). */
   roomTtl?: number
+  /** All rooms' stored messages together in bytes, in memory (default 67108864); past it the oldest are evicted first. */
+  historyMaxBytes?: number
+  /** How long (ms) a message's `key` is remembered: a repeat within it is acked, not sent again (default 120000). */
+  dedupeWindow?: number
+  /** Message keys remembered at most in this process, the oldest forgotten first (default 100000). */
+  dedupeMaxKeys?: number
   /**
    * Carries messages, history and presence (default: a new in-memory adapter, one process). A Redis
    * URL (`redis://127.0.0.1:6379`) or an ioredis client is short for a RedisAdapter on it with the
@@ -95,6 +101,9 @@ const OPTION_KEYS: OptionKeys<ChatOptions> = {
   maxRoomsPerClient: true,
   maxRooms: true,
   roomTtl: true,
+  historyMaxBytes: true,
+  dedupeWindow: true,
+  dedupeMaxKeys: true,
   adapter: true,
   subprotocols: true
 }
@@ -130,6 +139,9 @@ function readOptions (opts: ChatOptions) {
     maxRoomsPerClient: integerOption(PLUGIN, opts, 'maxRoomsPerClient', DEFAULT_LIMITS.maxRoomsPerClient, 1),
     maxRooms: integerOption(PLUGIN, opts, 'maxRooms', DEFAULT_LIMITS.maxRooms, 1),
     roomTtl: integerOption(PLUGIN, opts, 'roomTtl', DEFAULT_LIMITS.roomTtl, 0),
+    historyMaxBytes: integerOption(PLUGIN, opts, 'historyMaxBytes', DEFAULT_LIMITS.historyMaxBytes, 0),
+    dedupeWindow: integerOption(PLUGIN, opts, 'dedupeWindow', DEFAULT_LIMITS.dedupeWindow, 0),
+    dedupeMaxKeys: integerOption(PLUGIN, opts, 'dedupeMaxKeys', DEFAULT_LIMITS.dedupeMaxKeys, 0),
     adapter: adapterOption(opts.adapter),
     subprotocols: subprotocolsOption(PLUGIN, opts, [], false),
     handlers,
@@ -199,7 +211,10 @@ const chatRoutes: FastifyPluginAsync<ChatOptions> = async (app, opts) => {
     history_size: settings.historySize,
     max_rooms_per_client: settings.maxRoomsPerClient,
     max_rooms: settings.maxRooms,
-    room_ttl_ms: settings.roomTtl
+    room_ttl_ms: settings.roomTtl,
+    history_max_bytes: settings.historyMaxBytes,
+    dedupe_window_ms: settings.dedupeWindow,
+    dedupe_max_keys: settings.dedupeMaxKeys
   })
   const refresh = app.echohubAccess.identity?.refresh
   const core = new ChatCore<CustomEventContext>({ settings, registry, adapter, log: app.log, handlers, fallback, ...(refresh === undefined ? {} : { refresh }) })

@@ -26,7 +26,7 @@ export const statsSchema = {
       properties: { settings: scalars, hits: { type: 'object', additionalProperties: count } }
     },
     memory: { type: 'object', properties: { rss: count, heap_used: count } },
-    rooms: { type: 'object', properties: { count, members: count } },
+    rooms: { type: 'object', properties: { count, members: count, history: { type: 'object', properties: { messages: count, bytes: count } } } },
     redis: { type: 'object', properties: { status: { type: 'string' }, outages: count } }
   }
 } as const
@@ -42,6 +42,9 @@ export const statsRoutes: FastifyPluginAsync = async (app) => {
     const redis = brokered.length === 0
       ? {}
       : { redis: { status: brokered.some((a) => a.status === 'down') ? 'down' : 'up', outages: brokered.reduce((sum, a) => sum + a.outages!, 0) } }
-    return { ...snapshot, rooms: { count: rooms.length, members: rooms.reduce((sum, r) => sum + r.members, 0) }, ...redis }
+    // What the in-process history holds (a broker's history is in the broker's memory, not here).
+    const usages = [...registry.chats.values()].flatMap((c) => c.adapter.historyUsage === undefined ? [] : [c.adapter.historyUsage()])
+    const history = usages.length === 0 ? {} : { history: { messages: usages.reduce((n, u) => n + u.messages, 0), bytes: usages.reduce((n, u) => n + u.bytes, 0) } }
+    return { ...snapshot, rooms: { count: rooms.length, members: rooms.reduce((sum, r) => sum + r.members, 0), ...history }, ...redis }
   })
 }

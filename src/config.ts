@@ -41,6 +41,9 @@ export interface Config {
   maxRoomsPerClient: number
   maxRooms: number
   roomTtl: number
+  historyMaxBytes: number
+  dedupeWindow: number
+  dedupeMaxKeys: number
   /** Redis shared by every instance of one chat (`redis://host:6379`); none: the chat runs in process. */
   redis: string | undefined
   redisPrefix: string
@@ -108,6 +111,9 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'maxRoomsPerClient', flag: 'max-rooms-per-client', env: 'MAX_ROOMS_PER_CLIENT', kind: 'count', min: 1, default: String(DEFAULT_LIMITS.maxRoomsPerClient), help: 'chat rooms one connection may be in (over: error too_many_rooms)' },
   { key: 'maxRooms', flag: 'max-rooms', env: 'MAX_ROOMS', kind: 'count', min: 1, default: String(DEFAULT_LIMITS.maxRooms), help: 'chat rooms that exist at once (over: error room_limit)' },
   { key: 'roomTtl', flag: 'room-ttl', env: 'ROOM_TTL', kind: 'count', min: 0, unit: 'ms', default: String(DEFAULT_LIMITS.roomTtl), help: 'ms after its last member left that an empty room is forgotten, history included' },
+  { key: 'historyMaxBytes', flag: 'history-max-bytes', env: 'HISTORY_MAX_BYTES', kind: 'count', min: 0, unit: 'bytes', default: String(DEFAULT_LIMITS.historyMaxBytes), help: "all chat rooms' stored messages together in memory; past it the oldest are evicted first" },
+  { key: 'dedupeWindow', flag: 'dedupe-window', env: 'DEDUPE_WINDOW', kind: 'count', min: 0, unit: 'ms', default: String(DEFAULT_LIMITS.dedupeWindow), help: "ms a chat message's key is remembered: a repeat within it is acked, not sent again" },
+  { key: 'dedupeMaxKeys', flag: 'dedupe-max-keys', env: 'DEDUPE_MAX_KEYS', kind: 'count', min: 0, default: String(DEFAULT_LIMITS.dedupeMaxKeys), help: 'chat message keys remembered at most in this process (oldest forgotten first)' },
   { key: 'inspectorMaxBuffered', flag: 'inspector-max-buffered', env: 'INSPECTOR_MAX_BUFFERED', kind: 'count', min: 0, default: String(DEFAULT_LIMITS.inspectorMaxBuffered), help: "an inspector page's unsent bytes past which it loses events rather than slow anyone down" },
   { key: 'shutdownTimeout', flag: 'shutdown-timeout', env: 'SHUTDOWN_TIMEOUT', kind: 'count', min: 0, unit: 'ms', default: String(DEFAULT_LIMITS.shutdownTimeout), help: 'ms shutdown waits for clients to close before cutting them off' },
   { key: 'redis', flag: 'redis', env: 'REDIS_URL', kind: 'redisUrl', default: undefined, help: 'Redis URL (redis://host:6379): instances on one Redis and prefix share one chat' },

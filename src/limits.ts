@@ -27,6 +27,12 @@ export const DEFAULT_LIMITS = {
   maxRooms: 10000,
   /** An empty room is forgotten, history included, this many ms after its last member left. */
   roomTtl: 300000,
+  /** All chat rooms' stored messages together, bytes (in memory; oldest evicted first past it). */
+  historyMaxBytes: 64 * 1024 * 1024,
+  /** How long a chat message's idempotency key is remembered, ms. */
+  dedupeWindow: 120000,
+  /** Idempotency keys remembered at most per process (oldest forgotten first). */
+  dedupeMaxKeys: 100000,
   /** An inspector page's unsent bytes past which its events are dropped (counted as inspector_dropped). */
   inspectorMaxBuffered: 1024 * 1024
 } as const
@@ -54,7 +60,9 @@ export const LIMIT_NAMES = [
   'token_expired',
   'forbidden',
   'invalid_control',
-  'inspector_dropped'
+  'inspector_dropped',
+  'history_evicted',
+  'dedupe_evicted'
 ] as const
 
 export type LimitName = typeof LIMIT_NAMES[number]

@@ -5,7 +5,7 @@
 import { formatPeer, plainAddress } from './format.js'
 import type { LimitName } from './limits.js'
 import type { JsonValue } from './chat/messages.js'
-import type { AdapterStatus, RoomInfo } from './chat/adapter.js'
+import type { AdapterStatus, HistoryUsage, RoomInfo } from './chat/adapter.js'
 import type { User } from './auth/user.js'
 
 /** setTimeout's longest delay; a later deadline is reached in steps. */
@@ -61,7 +61,7 @@ function onSocketPong (this: RegistrySocket): void {
 export interface ChatEndpointApi {
   /** Sends a message from the server (`from: 0`) to a room, or to the lobby (`null`). */
   publish: (room: string | null, payload: JsonValue) => Promise<{ id: number, seq: number | null }>
-  readonly adapter: { rooms: () => Promise<RoomInfo[]>, readonly status: AdapterStatus, readonly outages?: number }
+  readonly adapter: { rooms: () => Promise<RoomInfo[]>, readonly status: AdapterStatus, readonly outages?: number, historyUsage?: () => HistoryUsage }
 }
 
 export interface Traffic {
@@ -305,8 +305,8 @@ export class ConnectionRegistry {
   }
 
   /** Counts one hit of a limit (a refused upgrade, a dropped message, a closed client...). */
-  hit (limit: LimitName): void {
-    this.limitHits[limit] = (this.limitHits[limit] ?? 0) + 1
+  hit (limit: LimitName, count = 1): void {
+    this.limitHits[limit] = (this.limitHits[limit] ?? 0) + count
   }
 
   get draining (): boolean {

@@ -18,18 +18,20 @@ import type {
 import { REDIS_URL, ownRedis, redisMissing, redisServerMissing, testPrefix } from './helpers/redis.js'
 import { eventually } from './helpers/index.js'
 
-const LIMITS: AdapterLimits = { historySize: 100, maxRooms: 10000, roomTtl: 300000 }
+const LIMITS: AdapterLimits = { historySize: 100, maxRooms: 10000, roomTtl: 300000, historyMaxBytes: 64 * 1024 * 1024, dedupeWindow: 120000, dedupeMaxKeys: 100000 }
 
 /** Records what an adapter hands its instance, and waits on it. */
 class Recorder implements AdapterListener {
   readonly messages: Delivery[] = []
   readonly presence: PresenceEvent[] = []
   readonly statuses: AdapterStatus[] = []
+  readonly resets: Array<{ room: string, epoch: string, seq: number }> = []
   #wake: Array<() => void> = []
 
   onMessage = (delivery: Delivery): void => { this.messages.push(delivery); this.#notify() }
   onPresence = (event: PresenceEvent): void => { this.presence.push(event); this.#notify() }
   onStatus = (status: AdapterStatus): void => { this.statuses.push(status); this.#notify() }
+  onReset = (room: string, epoch: string, seq: number): void => { this.resets.push({ room, epoch, seq }); this.#notify() }
 
   #notify (): void {
     for (const wake of this.#wake.splice(0)) wake()
@@ -59,10 +61,16 @@ function outgoing (room: string | null, payload: unknown, from = 7): Outgoing {
   return { room, head: `{"type":"message"${roomPart},"payload":${JSON.stringify(payload)},"from":${from}`, tail: ',"timestamp":"2026-11-23T10:00:00.000Z"}' }
 }
 
+/** A join's or history's result without its epoch, for comparing the rest. */
+function noEpoch<T extends { epoch: string }> (result: T): Omit<T, 'epoch'> {
+  const { epoch, ...rest } = result
+  return rest
+}
+
 async function publish (adapter: ChatAdapter, room: string | null, payload: unknown): Promise<Delivery> {
   const result = await adapter.publish(outgoing(room, payload))
   if (typeof result === 'string') throw new Error(`refused: ${result}`)
-  return result
+  return result as Delivery
 }
 
 interface Started<A extends ChatAdapter = ChatAdapter> {
@@ -139,8 +147,8 @@ function conformance (name: string, make: Make, skip: string | false): void {
       t.same(await seqs({ since: 1, limit: 100 }), [4, 5, 6, 7, 8], 'since before the history: what is kept')
       t.same(await seqs({ since: 8, limit: 100 }), [], 'since at the current seq: nothing')
       const future = await adapter.history('h', { since: 1e12, limit: 10 })
-      t.same(future, { messages: [], seq: 8 }, 'since in the future: nothing, and the current seq')
-      t.same(await adapter.history('never-used', { limit: 10 }), { messages: [], seq: 0 }, 'a room that does not exist: empty, seq 0')
+      t.same(noEpoch(future), { messages: [], seq: 8 }, 'since in the future: nothing, and the current seq')
+      t.same(noEpoch(await adapter.history('never-used', { limit: 10 })), { messages: [], seq: 0 }, 'a room that does not exist: empty, seq 0')
     })
 
     t.test('historySize 0 stores nothing but still numbers', async (t) => {
@@ -149,7 +157,7 @@ function conformance (name: string, make: Make, skip: string | false): void {
       await publish(adapter, 'h0', 1)
       const second = await publish(adapter, 'h0', 2)
       t.equal(second.seq, 2)
-      t.same(await adapter.history('h0', { limit: 10 }), { messages: [], seq: 2 })
+      t.same(noEpoch(await adapter.history('h0', { limit: 10 })), { messages: [], seq: 2 })
     })
 
     t.test('join lists members in join order; presence counts follow joins and leaves', async (t) => {
@@ -157,11 +165,13 @@ function conformance (name: string, make: Make, skip: string | false): void {
       const ann = member(1, { id: 'u-ann', name: 'Ann' })
       const bob = member(2)
       const first = await joined(adapter, 'p', ann)
-      t.same(first, { members: [ann], seq: 0 }, 'the joiner alone, seq 0')
+      t.match(first.epoch, /^[A-Za-z0-9_.:-]{1,64}$/, 'the room has an epoch')
+      t.same(noEpoch(first), { members: [ann], seq: 0 }, 'the joiner alone, seq 0')
       await publish(adapter, 'p', 'before bob')
       const second = await joined(adapter, 'p', bob)
-      t.same(second, { members: [ann, bob], seq: 1 }, 'join order, the current seq')
-      t.same(await joined(adapter, 'p', ann), { members: [ann, bob], seq: 1 }, 'joining again answers again')
+      t.same(second, { members: [ann, bob], seq: 1, epoch: first.epoch }, 'join order, the current seq, the same epoch')
+      t.same(await joined(adapter, 'p', ann), { members: [ann, bob], seq: 1, epoch: first.epoch }, 'joining again answers again')
+      t.equal((await adapter.history('p', { limit: 1 })).epoch, first.epoch, 'history tells the same epoch')
       await adapter.leave('p', bob)
       await adapter.leave('p', bob)
       await adapter.leave('elsewhere', bob)
@@ -187,7 +197,7 @@ function conformance (name: string, make: Make, skip: string | false): void {
 
     t.test('an empty room is forgotten after roomTtl, history included; an occupied one is not', async (t) => {
       const { adapter, member } = await make(t, { roomTtl: 100, maxRooms: 2 })
-      await joined(adapter, 'gone', member(1))
+      const before = await joined(adapter, 'gone', member(1))
       await joined(adapter, 'kept', member(2))
       await publish(adapter, 'gone', 'old')
       await publish(adapter, 'kept', 'stays')
@@ -195,9 +205,14 @@ function conformance (name: string, make: Make, skip: string | false): void {
       t.same((await adapter.rooms()).map((r) => r.room).sort(), ['gone', 'kept'], 'an empty room exists until its ttl')
       await eventually(async () => !(await adapter.rooms()).some((r) => r.room === 'gone'), 'the empty room to be forgotten')
       t.same(await adapter.rooms(), [{ room: 'kept', members: 1, seq: 1 }], 'the occupied room stays')
-      t.same(await adapter.history('gone', { limit: 10 }), { messages: [], seq: 0 }, 'its history went with it')
-      t.same(await joined(adapter, 'new', member(3)), { members: [member(3)], seq: 0 }, 'its place under maxRooms is free again')
+      t.same(noEpoch(await adapter.history('gone', { limit: 10 })), { messages: [], seq: 0 }, 'its history went with it')
+      t.same(noEpoch(await joined(adapter, 'new', member(3))), { members: [member(3)], seq: 0 }, 'its place under maxRooms is free again')
       t.same((await joined(adapter, 'kept', member(3))).seq, 1, 'the occupied room kept its seq')
+      await adapter.leave('new', member(3))
+      await eventually(async () => (await adapter.rooms()).length === 1, 'the second empty room to be forgotten')
+      const again = await joined(adapter, 'gone', member(4))
+      t.equal(again.seq, 0, 'created again, the forgotten room counts from 0')
+      t.not(again.epoch, before.epoch, 'in a new epoch')
     })
 
     t.test('clientIdBase is a whole number', async (t) => {
@@ -333,7 +348,7 @@ t.test('RedisAdapter: Redis lost and back while running', { skip: serverMissing 
   const prefix = 'echohub-test:restart:'
   const a = await started(t, redisAdapter(t, prefix, { url: redis.url, logger }))
   const b = await started(t, redisAdapter(t, prefix, { url: redis.url }))
-  await joined(a.adapter, 'lab', a.member(1))
+  const { epoch } = await joined(a.adapter, 'lab', a.member(1))
   await joined(b.adapter, 'lab', b.member(1))
   await publish(a.adapter, 'lab', 'before')
   await b.events.until(() => b.events.inRoom('lab').length === 1, 'the first message on b')
@@ -353,7 +368,7 @@ t.test('RedisAdapter: Redis lost and back while running', { skip: serverMissing 
   const ann = a.member(1)
   await a.adapter.leave('lab', ann)
   t.same(a.events.presence.at(-1), { room: 'lab', event: 'leave', member: ann, count: 1 }, 'leaving too, with the local count')
-  t.same(await a.adapter.history('lab', { limit: 10 }), { messages: [], seq: 1 }, 'no stored history to read, and the seq last seen')
+  t.same(await a.adapter.history('lab', { limit: 10 }), { messages: [], seq: 1, epoch }, 'no stored history to read, and the seq and epoch last seen')
   t.same(await a.adapter.rooms(), [{ room: 'lab', members: 1, seq: 1 }], 'rooms() tells what this instance knows')
 
   await redis.start()
@@ -371,10 +386,19 @@ t.test('RedisAdapter: Redis lost and back while running', { skip: serverMissing 
   const dave = a.member(3)
   await joined(a.adapter, 'lab', dave)
   await b.events.until(() => b.events.presence.some((p) => p.member.clientId === dave.clientId), 'a join after the outage reaches b')
+  // The restarted Redis lost the room's history: a new epoch, told to each instance as a reset.
+  await a.events.until(() => a.events.resets.length > 0, 'a reset on a')
+  await b.events.until(() => b.events.resets.length > 0, 'a reset on b')
+  const reset = a.events.resets[0]!
+  t.same(a.events.resets, [{ room: 'lab', epoch: reset.epoch, seq: 0 }], 'a hears of the new epoch once, from seq 0')
+  t.same(b.events.resets, [{ room: 'lab', epoch: reset.epoch, seq: 0 }], 'b hears of the same epoch')
+  t.not(reset.epoch, epoch, 'a new epoch')
   const after = await publish(b.adapter, 'lab', 'after')
-  t.equal(after.seq, 2, 'seq goes on from the highest seen, though this Redis lost its data')
+  t.equal(after.seq, 1, 'seq starts again in the new epoch')
   await a.events.until(() => a.events.inRoom('lab').some((d) => d.frame === after.frame), 'cross-instance delivery resumed')
-  t.same((await a.adapter.history('lab', { limit: 10 })).messages.map((m) => m.seq), [2], 'stored again')
+  const history = await a.adapter.history('lab', { limit: 10 })
+  t.same([history.messages.map((m) => m.seq), history.epoch], [[1], reset.epoch], 'stored again, in the new epoch')
+  t.equal(a.events.resets.length, 1, 'no second reset')
 })
 
 t.test('RedisAdapter: connections cut while Redis keeps its data: what changed meanwhile is written back', { skip: serverMissing ?? false }, async (t) => {
@@ -384,7 +408,7 @@ t.test('RedisAdapter: connections cut while Redis keeps its data: what changed m
   const b = await started(t, redisAdapter(t, prefix, { url: redis.url }))
   const ann = a.member(1)
   const carl = a.member(2)
-  await joined(a.adapter, 'lab', ann)
+  const { epoch } = await joined(a.adapter, 'lab', ann)
   await joined(b.adapter, 'lab', b.member(1))
   await publish(b.adapter, 'lab', 'one')
   const admin = new Redis(redis.url)
@@ -401,6 +425,9 @@ t.test('RedisAdapter: connections cut while Redis keeps its data: what changed m
   const members = async () => (await admin.hkeys(`${prefix}{lab}:members`)).map(Number).sort((x, y) => x - y)
   t.same(await members(), [b.member(1).clientId, carl.clientId].sort((x, y) => x - y), "ann's leave and carl's join reached Redis")
   t.equal((await publish(b.adapter, 'lab', 'two')).seq, 2, 'the room kept its seq and history')
+  t.same(b.events.resets, [], 'and its epoch: no reset where the room was known')
+  // a's room was made anew while Redis was away (ann left, carl joined): it learns the real epoch, the old one.
+  t.ok(a.events.resets.every((r) => r.epoch === epoch), 'the epoch a learns once back is the one it had')
   t.same((await a.adapter.history('lab', { limit: 10 })).messages.map((m) => m.seq), [1, 2])
 })
 

@@ -79,7 +79,10 @@ function setup (overrides: Partial<Record<keyof typeof DEFAULT_LIMITS, number>> 
       maxRoomsPerClient: DEFAULT_LIMITS.maxRoomsPerClient,
       historySize: DEFAULT_LIMITS.historySize,
       maxRooms: DEFAULT_LIMITS.maxRooms,
-      roomTtl: DEFAULT_LIMITS.roomTtl
+      roomTtl: DEFAULT_LIMITS.roomTtl,
+      historyMaxBytes: DEFAULT_LIMITS.historyMaxBytes,
+      dedupeWindow: DEFAULT_LIMITS.dedupeWindow,
+      dedupeMaxKeys: DEFAULT_LIMITS.dedupeMaxKeys
     },
     registry,
     adapter,

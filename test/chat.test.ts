@@ -343,7 +343,7 @@ t.test('over the rate limit a message is dropped with rate_limited; the others a
   b.ws.send(JSON.stringify({ type: 'message', payload: 'b is fine' }))
   t.equal((await b.inbox.next()).payload, 'b is fine', 'each connection has its own bucket')
   t.equal(a.ws.readyState, a.ws.OPEN, 'one drop does not close the connection')
-  t.same(app.echohub.snapshot().endpoints.chat!.limits, { max_payload: 65536, rate_limit: 1, rate_burst: 3, max_buffered: 4194304, history_size: 100, max_rooms_per_client: 32, max_rooms: 10000, room_ttl_ms: 300000 }, 'the limits show in /stats')
+  t.same(app.echohub.snapshot().endpoints.chat!.limits, { max_payload: 65536, rate_limit: 1, rate_burst: 3, max_buffered: 4194304, history_size: 100, max_rooms_per_client: 32, max_rooms: 10000, room_ttl_ms: 300000, history_max_bytes: 67108864, dedupe_window_ms: 120000, dedupe_max_keys: 100000 }, 'the limits show in /stats')
 })
 
 t.test('a client that keeps flooding (2 × burst dropped in a row) is closed with 1008', async (t) => {

@@ -48,8 +48,9 @@ t.test('join answers joined with members, seq and recovered; the others get pres
   const b = await joinChat(t, url)
   const joinedA = await ask(a, { type: 'join', room: 'lab-1' }, 'joined')
   t.same(Object.keys(joinedA), ['type', 'room', 'payload', 'timestamp'], 'keys in the SPEC order')
-  t.same(Object.keys(joinedA.payload), ['members', 'seq', 'recovered', 'history'])
-  t.same(joinedA.payload, { members: [a.clientId], seq: 0, recovered: true, history: [] })
+  t.same(Object.keys(joinedA.payload), ['members', 'seq', 'epoch', 'recovered', 'history'])
+  t.match(joinedA.payload.epoch, /^[A-Za-z0-9_.:-]{1,64}$/)
+  t.same(joinedA.payload, { members: [a.clientId], seq: 0, epoch: joinedA.payload.epoch, recovered: true, history: [] })
   t.match(joinedA.timestamp, ISO_MS_UTC)
 
   const joinedB = await ask(b, { type: 'join', room: 'lab-1' }, 'joined')
@@ -117,7 +118,7 @@ t.test('history answers the last limit messages oldest first, or those after sin
   for (let i = 1; i <= 5; i++) await nextOf(a, 'message')
 
   const last3 = await ask(a, { type: 'history', room: 'h', limit: 3 }, 'history')
-  t.same(Object.keys(last3), ['type', 'room', 'payload'])
+  t.same(Object.keys(last3), ['type', 'room', 'epoch', 'payload'])
   t.same(last3.payload.map((m: Frame) => [m.seq, m.payload]), [[3, 3], [4, 4], [5, 5]])
   t.same(Object.keys(last3.payload[0]), ['type', 'room', 'payload', 'from', 'id', 'seq', 'timestamp'], 'each entry is the room message frame')
   const after1 = await ask(a, { type: 'history', room: 'h', since: 1, limit: 2 }, 'history')
@@ -147,7 +148,7 @@ t.test('join with since resumes: the missed messages in joined, then the live on
   t.equal((await nextOf(b, 'message')).seq, 5, 'then the live ones')
 
   const future = await ask(await joinChat(t, url), { type: 'join', room: 'resume', since: 99 }, 'joined')
-  t.same([future.payload.recovered, future.payload.history], [false, []], 'a since beyond the room seq: not recovered (the history was lost)')
+  t.same([future.payload.recovered, future.payload.reason], [false, 'ahead'], 'a since beyond the room seq: not recovered (the history was lost)')
   const current = await ask(await joinChat(t, url), { type: 'join', room: 'resume', since: 5 }, 'joined')
   t.same([current.payload.recovered, current.payload.history], [true, []], 'since the current seq: nothing missed')
   for (const bad of [-1, 1.5, '3']) {
@@ -166,7 +167,8 @@ t.test('a resume whose messages left the history says recovered false and gives 
   const b = await joinChat(t, url)
   const joined = await ask(b, { type: 'join', room: 'small', since: 1 }, 'joined')
   t.same(joined.payload.history.map((m: Frame) => m.seq), [4, 5, 6])
-  t.equal(joined.payload.recovered, false)
+  t.same([joined.payload.recovered, joined.payload.reason], [false, 'evicted'], 'not recovered: the messages after since were evicted')
+  t.same(Object.keys(joined.payload), ['members', 'seq', 'epoch', 'recovered', 'reason', 'history'], 'reason right after recovered')
   const c = await joinChat(t, url)
   t.equal((await ask(c, { type: 'join', room: 'small', since: 3 }, 'joined')).payload.recovered, true, 'all after 3 are kept')
 })
@@ -180,7 +182,7 @@ t.test('a joined or history reply holds at most 1 MiB of messages and says more'
   for (let i = 1; i <= 20; i++) await nextOf(a, 'message')
   const b = await joinChat(t, url)
   const joined = await ask(b, { type: 'join', room: 'big', since: 0 }, 'joined')
-  t.same(Object.keys(joined.payload), ['members', 'seq', 'recovered', 'history', 'more'])
+  t.same(Object.keys(joined.payload), ['members', 'seq', 'epoch', 'recovered', 'history', 'more'])
   t.equal(joined.payload.more, true)
   t.ok(joined.payload.history.length < 20 && joined.payload.history.length > 10, 'the oldest that fit')
   t.equal(joined.payload.history[0].seq, 1)
@@ -255,7 +257,9 @@ t.test('GET /rooms, /stats rooms and POST /publish', async (t) => {
   t.same([lobbyMessage.payload, lobbyMessage.from, lobbyMessage.room], ['to all', 0, undefined])
 
   t.same((await app.inject('/rooms')).json(), { rooms: [{ room: 'lab-1', members: 2, seq: 1 }, { room: 'lab-2', members: 1, seq: 0 }] })
-  t.same((await app.inject('/stats')).json().rooms, { count: 2, members: 3 })
+  const roomStats = (await app.inject('/stats')).json().rooms
+  t.same(roomStats, { count: 2, members: 3, history: { messages: 1, bytes: roomStats.history.bytes } })
+  t.ok(roomStats.history.bytes > 20, 'the stored message counts in bytes')
 
   const badRoom = await app.inject({ method: 'POST', url: '/publish', payload: { room: 'no spaces', payload: 1 } })
   t.same([badRoom.statusCode, badRoom.json().error], [400, 'invalid_room'])

@@ -27,6 +27,20 @@ export interface Outgoing {
   head: string
   /** The frame after `seq`: `,"timestamp":"..."}`. */
   tail: string
+  /**
+   * Set for an idempotent send: the message's key (and `|` and the sender's user id, with identity
+   * on). A message with the key of one published to the same target within `dedupeWindow` is not
+   * published again: `publish` resolves with the first one's numbers and `duplicate: true`.
+   */
+  key?: string
+}
+
+/** What `publish` resolves with: the message's numbers (a Delivery has them). */
+export interface Published {
+  id: number
+  seq: number | null
+  /** The message repeated an earlier one's key: these are the earlier one's numbers, and nothing was sent. */
+  duplicate?: boolean
 }
 
 /** A message as every instance delivers it. */
@@ -60,17 +74,28 @@ export interface AdapterListener {
   onMessage: (delivery: Delivery) => void
   /** A member joined or left anywhere (this instance too), or left because its instance died. */
   onPresence: (event: PresenceEvent) => void
+  /**
+   * A room this instance has members in lost its history (a broker that restarted empty): its new
+   * epoch, and the seq in it after which live messages follow (0 unless some came first).
+   */
+  onReset?: (room: string, epoch: string, seq: number) => void
+  /** A budget made the adapter drop something: stored messages (`history_evicted`) or remembered keys (`dedupe_evicted`). */
+  onLimit?: (limit: AdapterLimitName, count: number) => void
   /** The broker was lost (`down`) or is back (`up`). An in-memory adapter never calls it. */
   onStatus?: (status: AdapterStatus) => void
 }
 
 export type AdapterStatus = 'up' | 'down'
 
+export type AdapterLimitName = 'history_evicted' | 'dedupe_evicted'
+
 export interface JoinResult {
   /** Members after the join, the joiner included, in join order. */
   members: Member[]
   /** The room's current `seq` (0: no message yet). */
   seq: number
+  /** The room history's epoch: made when the room is created, made anew when its history is lost. */
+  epoch: string
 }
 
 export interface HistoryQuery {
@@ -85,6 +110,8 @@ export interface HistoryResult {
   messages: StoredMessage[]
   /** The room's current `seq`. */
   seq: number
+  /** The room history's epoch (see JoinResult). */
+  epoch: string
 }
 
 export interface RoomInfo {
@@ -103,6 +130,18 @@ export interface AdapterLimits {
   maxRooms: number
   /** A room with no member is forgotten, history included, this long after its last member left (ms). */
   roomTtl: number
+  /** All rooms' stored messages together, in bytes (the in-memory adapter's; a broker's own memory is its own). */
+  historyMaxBytes: number
+  /** How long a message's key is remembered (ms). */
+  dedupeWindow: number
+  /** Keys remembered at most per process; past it the oldest are forgotten first. */
+  dedupeMaxKeys: number
+}
+
+/** What the stored history holds now, all rooms together. */
+export interface HistoryUsage {
+  messages: number
+  bytes: number
 }
 
 export interface ChatAdapter {
@@ -124,7 +163,7 @@ export interface ChatAdapter {
    * Numbers, stores (room messages, `historySize` > 0) and delivers a message to every instance,
    * in one atomic step: a message is in the history if and only if it was delivered.
    */
-  publish: (message: Outgoing) => Promise<Delivery | AdapterRefusal>
+  publish: (message: Outgoing) => Promise<Published | AdapterRefusal>
   /**
    * Adds a member (a room that does not exist is created, within `maxRooms`); presence `join` goes to
    * every instance. A member already in the room gets the result again and no presence event.
@@ -135,6 +174,8 @@ export interface ChatAdapter {
   leave: (room: string, member: Member) => Promise<void>
   history: (room: string, query: HistoryQuery) => Promise<HistoryResult>
   rooms: () => Promise<RoomInfo[]>
+  /** What the stored history holds in this process (shown in /stats); adapters whose history lives in a broker leave it out. */
+  historyUsage?: () => HistoryUsage
   /** Leaves every room this instance's members are in (without presence events when the process stops) and disconnects. */
   close: () => Promise<void>
 }

@@ -2,8 +2,9 @@
 // its flush, the token bucket, the slow-consumer drop, custom events, and the adapter that carries
 // messages and presence between instances. plugins/chat.ts only feeds it sockets and frames.
 import type { Connection, ConnectionRegistry } from '../registry.js'
-import type { ChatAdapter, ChatUser, Delivery, Member, PresenceEvent, StoredMessage } from './adapter.js'
+import type { ChatAdapter, ChatUser, Delivery, Member, Outgoing, PresenceEvent, StoredMessage } from './adapter.js'
 import {
+  chatAck,
   chatCustomEventReply,
   chatError,
   chatHistory,
@@ -13,13 +14,17 @@ import {
   chatPong,
   chatPresence,
   chatRefreshed,
+  chatReset,
   chatWelcome,
   customEventAck,
   parseChatFrame,
+  refJson,
+  refOf,
   unknownType,
   userJson,
   ROOM_NAME,
   type ChatErrorCode,
+  type ChatRecoveryFailure,
   type JsonObject,
   type JsonValue
 } from './messages.js'
@@ -120,6 +125,12 @@ export interface ChatSettings {
   historySize: number
   maxRooms: number
   roomTtl: number
+  /** All rooms' stored messages together, bytes (in-memory adapter). */
+  historyMaxBytes: number
+  /** How long a message's key is remembered, ms. */
+  dedupeWindow: number
+  /** Keys remembered at most per process. */
+  dedupeMaxKeys: number
 }
 
 export interface ChatCoreOptions<Context> {
@@ -135,6 +146,14 @@ export interface ChatCoreOptions<Context> {
    * `refresh` is an unknown type, as on a server without identity.
    */
   refresh?: (token: string) => Promise<User>
+}
+
+/** A `join` as the core takes it. */
+interface JoinRequest {
+  room: string
+  since?: number | undefined
+  epoch?: string | undefined
+  latest?: boolean | undefined
 }
 
 /** One room a client is in. `buffer` holds what arrived for it while its `joined` was being made. */
@@ -222,15 +241,17 @@ export class ChatCore<Context = unknown> {
 
   /** Connects the adapter; rejects when its broker cannot be reached. */
   async start (): Promise<void> {
-    const { historySize, maxRooms, roomTtl } = this.settings
+    const { historySize, maxRooms, roomTtl, historyMaxBytes, dedupeWindow, dedupeMaxKeys } = this.settings
     await this.adapter.start({
       onMessage: (delivery) => this.#received(delivery),
       onPresence: (event) => this.#presence(event),
+      onReset: (room, epoch, seq) => this.#reset(room, epoch, seq),
+      onLimit: (limit, count) => this.registry.hit(limit, count),
       onStatus: (status) => {
         if (status === 'down') this.#log.warn({ adapter: 'down' }, 'chat adapter lost its broker: local delivery only until it is back')
         else this.#log.info({ adapter: 'up' }, 'chat adapter reconnected: cross-instance delivery resumed')
       }
-    }, { historySize, maxRooms, roomTtl })
+    }, { historySize, maxRooms, roomTtl, historyMaxBytes, dedupeWindow, dedupeMaxKeys })
   }
 
   async close (): Promise<void> {
@@ -283,7 +304,7 @@ export class ChatCore<Context = unknown> {
     }
     if (client.bucket !== undefined) {
       if (!client.bucket.take()) {
-        this.#rateLimited(client)
+        this.#rateLimited(client, isBinary ? undefined : data)
         return
       }
       client.droppedInARow = 0
@@ -297,7 +318,7 @@ export class ChatCore<Context = unknown> {
     if (logsAt(log, 'info')) log.info({ client: conn.peer, n: conn.messagesReceived, text: preview(redactJwts(text)) }, 'message received')
     if (client.waiting !== undefined) {
       if (client.waiting.length >= MAX_WAITING) {
-        this.#refuse(client, 'rate_limited', `Too many frames while a room operation is under way (at most ${MAX_WAITING}); this one was dropped.`)
+        this.#refuse(client, 'rate_limited', `Too many frames while a room operation is under way (at most ${MAX_WAITING}); this one was dropped.`, undefined, refJson(refOf(text)))
       } else {
         client.waiting.push(text)
       }
@@ -320,7 +341,7 @@ export class ChatCore<Context = unknown> {
       payloadJson = JSON.stringify(payload)
     } catch {}
     if (payloadJson === undefined) throw new PublishError('invalid_message', 'the payload must be a JSON value')
-    const result = await this.adapter.publish({ room, ...chatMessageParts(room, payloadJson, 0) })
+    const result = await this.adapter.publish(chatMessageParts(room, payloadJson, 0))
     if (result === 'room_limit') {
       this.registry.hit('room_limit')
       throw new PublishError('room_limit', `no room can be created: the server holds its maximum of ${this.settings.maxRooms} rooms`)
@@ -331,35 +352,37 @@ export class ChatCore<Context = unknown> {
   #handle (client: ChatClient<Context>, text: string): void {
     const parsed = parseChatFrame(text)
     if (!parsed.ok) {
-      this.#refuse(client, parsed.code, parsed.message, parsed.room)
+      this.#refuse(client, parsed.code, parsed.message, parsed.room, refJson(parsed.ref))
       return
     }
     const frame = parsed.frame
+    // The answers to a frame with a `ref` carry it back, serialized once here.
+    const ref = frame.ref === undefined ? undefined : refJson(frame.ref)
     switch (frame.type) {
       case 'message':
-        this.#message(client, frame.room ?? null, frame.payload)
+        this.#message(client, frame.room ?? null, frame.payload, frame.key, ref)
         break
       case 'custom_event':
-        this.#customEvent(client, frame.payload)
+        this.#customEvent(client, frame.payload, ref)
         break
       case 'ping':
-        this.#reply(client, chatPong())
+        this.#reply(client, chatPong(ref))
         break
       case 'join':
-        this.#whileWaiting(client, this.#join(client, frame.room, frame.since))
+        this.#whileWaiting(client, this.#join(client, frame, ref), ref)
         break
       case 'leave':
-        this.#leave(client, frame.room)
+        this.#leave(client, frame.room, ref)
         break
       case 'history':
-        this.#whileWaiting(client, this.#history(client, frame.room, frame.limit, frame.since))
+        this.#whileWaiting(client, this.#history(client, frame.room, frame.limit, frame.since, ref), ref)
         break
       case 'refresh':
         if (this.#refresh === undefined || client.user === undefined) {
           const refusal = unknownType(frame.type)
-          this.#refuse(client, refusal.code, refusal.message)
+          this.#refuse(client, refusal.code, refusal.message, undefined, ref)
         } else {
-          this.#whileWaiting(client, this.#refreshToken(client, frame.token))
+          this.#whileWaiting(client, this.#refreshToken(client, frame.token, ref), ref)
         }
         break
     }
@@ -376,29 +399,29 @@ export class ChatCore<Context = unknown> {
   }
 
   /** A new token for the same user extends the connection; anything else leaves the old deadline. */
-  async #refreshToken (client: ChatClient<Context>, token: string): Promise<void> {
+  async #refreshToken (client: ChatClient<Context>, token: string, ref: string | undefined): Promise<void> {
     let user: User
     try {
       user = await this.#refresh!(token)
     } catch (err) {
-      this.#refuse(client, 'invalid_token', `The new token was refused (${authRefusal(err).message}); the connection still ends when the old one expires.`)
+      this.#refuse(client, 'invalid_token', `The new token was refused (${authRefusal(err).message}); the connection still ends when the old one expires.`, undefined, ref)
       return
     }
     if (!client.open) return
     if (user.id !== client.user!.id) {
-      this.#refuse(client, 'invalid_token', 'The new token is for another user; the connection still ends when the old one expires.')
+      this.#refuse(client, 'invalid_token', 'The new token is for another user; the connection still ends when the old one expires.', undefined, ref)
       return
     }
     this.#expireAt(client, user.expiresAt)
-    this.#reply(client, chatRefreshed(user.expiresAt === undefined ? null : Math.floor(user.expiresAt / 1000)))
+    this.#reply(client, chatRefreshed(user.expiresAt === undefined ? null : Math.floor(user.expiresAt / 1000), ref))
   }
 
   /** Holds the client's later frames until `operation` has answered, so replies keep their order. */
-  #whileWaiting (client: ChatClient<Context>, operation: Promise<void>): void {
+  #whileWaiting (client: ChatClient<Context>, operation: Promise<void>, ref: string | undefined): void {
     client.waiting = []
     operation.catch((err: unknown) => {
       client.log.error({ client: client.conn.peer, err }, 'room operation failed')
-      this.#refuse(client, 'unavailable', 'The room service failed to answer; try again.')
+      this.#refuse(client, 'unavailable', 'The room service failed to answer; try again.', undefined, ref)
     }).finally(() => {
       const rest = client.waiting ?? []
       client.waiting = undefined
@@ -408,10 +431,10 @@ export class ChatCore<Context = unknown> {
     })
   }
 
-  #message (client: ChatClient<Context>, room: string | null, payload: JsonValue): void {
+  #message (client: ChatClient<Context>, room: string | null, payload: JsonValue, key: string | undefined, ref: string | undefined): void {
     const membership = room === null ? undefined : client.rooms.get(room)
     if (room !== null && membership === undefined) {
-      this.#refuse(client, 'not_in_room', `You are not in room "${room}": join it first.`, room)
+      this.#refuse(client, 'not_in_room', `You are not in room "${room}": join it first.`, room, ref)
       return
     }
     let payloadJson: string
@@ -419,36 +442,41 @@ export class ChatCore<Context = unknown> {
       payloadJson = JSON.stringify(payload)
     } catch {
       // JSON.parse accepts nesting deeper than JSON.stringify can write back.
-      this.#refuse(client, 'invalid_message', 'The payload is nested too deeply to be sent on.', room ?? undefined)
+      this.#refuse(client, 'invalid_message', 'The payload is nested too deeply to be sent on.', room ?? undefined, ref)
       return
     }
     const { log, conn } = client
-    this.adapter.publish({ room, ...chatMessageParts(room, payloadJson, conn.id, client.userJson) }).then((result) => {
+    const outgoing: Outgoing = chatMessageParts(room, payloadJson, conn.id, client.userJson)
+    // A key is the sender's to make unique; with identity on it is scoped to the user as well.
+    if (key !== undefined) outgoing.key = client.user === undefined ? key : key + '|' + client.user.id
+    this.adapter.publish(outgoing).then((result) => {
       if (result === 'room_limit') {
         this.registry.hit('room_limit')
-        this.#refuse(client, 'room_limit', `Room "${room}" no longer exists and no room can be created now.`, room ?? undefined)
-      } else if (logsAt(log, 'debug')) {
-        log.debug({ client: conn.peer, id: result.id, room, seq: result.seq }, 'message published')
+        this.#refuse(client, 'room_limit', `Room "${room}" no longer exists and no room can be created now.`, room ?? undefined, ref)
+        return
       }
+      if (logsAt(log, 'debug')) log.debug({ client: conn.peer, id: result.id, room, seq: result.seq, duplicate: result.duplicate === true }, 'message published')
+      if (ref !== undefined && client.open) this.#reply(client, chatAck(ref, result.id, room !== null, result.seq, result.duplicate === true))
     }, (err: unknown) => {
       log.error({ client: conn.peer, err, room }, 'message could not be published')
-      this.#refuse(client, 'unavailable', 'The message could not be sent on; try again.', room ?? undefined)
+      this.#refuse(client, 'unavailable', 'The message could not be sent on; try again.', room ?? undefined, ref)
     })
   }
 
-  async #join (client: ChatClient<Context>, room: string, since: number | undefined): Promise<void> {
+  async #join (client: ChatClient<Context>, request: JoinRequest, ref: string | undefined): Promise<void> {
+    const room = request.room
     const member = memberOf(client)
     let membership = client.rooms.get(room)
     const already = membership !== undefined
     if (membership === undefined) {
       if (!roomAllowed(client.conn.user?.rooms, room)) {
         this.registry.hit('forbidden')
-        this.#refuse(client, 'forbidden', `You are not allowed in room "${room}": your token does not list it.`, room)
+        this.#refuse(client, 'forbidden', `You are not allowed in room "${room}": your token does not list it.`, room, ref)
         return
       }
       if (client.rooms.size >= this.settings.maxRoomsPerClient) {
         this.registry.hit('too_many_rooms')
-        this.#refuse(client, 'too_many_rooms', `You are in ${client.rooms.size} rooms, the most one connection may be in; leave one first.`, room)
+        this.#refuse(client, 'too_many_rooms', `You are in ${client.rooms.size} rooms, the most one connection may be in; leave one first.`, room, ref)
         return
       }
       // Member from now on, so nothing published from here on is missed; held back until `joined`.
@@ -457,7 +485,7 @@ export class ChatCore<Context = unknown> {
       this.#localRoom(room).set(client, membership)
     }
     try {
-      await this.#completeJoin(client, room, since, member, membership, already)
+      await this.#completeJoin(client, request, member, membership, already, ref)
     } catch (err) {
       // A join that failed halfway (the adapter threw) leaves no membership behind holding messages back.
       if (!already) {
@@ -468,7 +496,8 @@ export class ChatCore<Context = unknown> {
     }
   }
 
-  async #completeJoin (client: ChatClient<Context>, room: string, since: number | undefined, member: Member, membership: Membership, already: boolean): Promise<void> {
+  async #completeJoin (client: ChatClient<Context>, request: JoinRequest, member: Member, membership: Membership, already: boolean, ref: string | undefined): Promise<void> {
+    const { room, since } = request
     const joined = await this.adapter.join(room, member)
     if (!client.open) {
       if (!already) await this.adapter.leave(room, member)
@@ -477,24 +506,40 @@ export class ChatCore<Context = unknown> {
     if (joined === 'room_limit') {
       this.#forget(client, room)
       this.registry.hit('room_limit')
-      this.#refuse(client, 'room_limit', `Room "${room}" cannot be created: the server holds its maximum of ${this.settings.maxRooms} rooms.`, room)
+      this.#refuse(client, 'room_limit', `Room "${room}" cannot be created: the server holds its maximum of ${this.settings.maxRooms} rooms.`, room, ref)
       return
     }
-    let seq = joined.seq
+    let { seq, epoch } = joined
     let recovered = true
+    let reason: ChatRecoveryFailure | undefined
     let history: StoredMessage[] = []
     let more = false
+    // The seq up to which `joined` accounts for the room's messages: buffered ones after it follow.
+    let last = seq
     if (since !== undefined) {
-      const found = await this.adapter.history(room, { since, limit: Math.max(1, this.settings.historySize) })
+      // Another epoch's seq, or one past the room's: nothing to resume from; what is kept is sent instead.
+      if (request.epoch !== undefined && request.epoch !== epoch) reason = 'epoch'
+      else if (since > seq) reason = 'ahead'
+      const from = reason === undefined ? since : 0
+      const found = await this.adapter.history(room, { since: from, limit: Math.max(1, this.settings.historySize) })
       seq = Math.max(seq, found.seq)
-      const first = found.messages[0]
-      recovered = since === seq || (since < seq && first !== undefined && first.seq === since + 1)
+      epoch = found.epoch
+      if (reason === undefined) {
+        const first = found.messages[0]
+        if (!(since === seq || (since < seq && first !== undefined && first.seq === since + 1))) reason = 'evicted'
+      }
+      recovered = reason === undefined
       ;({ messages: history, more } = fitReply(found.messages))
+      last = history.at(-1)?.seq ?? (recovered ? since : from)
+    } else if (request.latest === true) {
+      const found = await this.adapter.history(room, { limit: 1 })
+      history = found.messages
+      last = Math.max(seq, history.at(-1)?.seq ?? 0)
     }
     if (!client.open) return
-    const last = history.at(-1)?.seq ?? (since === undefined ? seq : since)
     seq = Math.max(seq, last)
-    this.#reply(client, chatJoined(room, joined.members.map((m) => m.clientId), seq, recovered, history.map((m) => m.frame), more, client.user === undefined ? undefined : usersOf(joined.members)))
+    this.#reply(client, chatJoined(room, joined.members.map((m) => m.clientId), { seq, epoch, recovered, reason }, history.map((m) => m.frame), more,
+      client.user === undefined ? undefined : usersOf(joined.members), ref))
     // What arrived meanwhile follows, less what `joined` already held.
     const buffered = membership.buffer
     membership.buffer = undefined
@@ -505,13 +550,13 @@ export class ChatCore<Context = unknown> {
     }
   }
 
-  #leave (client: ChatClient<Context>, room: string): void {
+  #leave (client: ChatClient<Context>, room: string, ref: string | undefined): void {
     if (!client.rooms.has(room)) {
-      this.#refuse(client, 'not_in_room', `You are not in room "${room}".`, room)
+      this.#refuse(client, 'not_in_room', `You are not in room "${room}".`, room, ref)
       return
     }
     this.#leaveLocally(client, room)
-    this.#reply(client, chatLeft(room))
+    this.#reply(client, chatLeft(room, ref))
   }
 
   /** Stops local delivery at once; the adapter tells every instance (presence `leave`). */
@@ -530,20 +575,20 @@ export class ChatCore<Context = unknown> {
     if (members.size === 0) this.#rooms.delete(room)
   }
 
-  async #history (client: ChatClient<Context>, room: string, limit: number, since: number | undefined): Promise<void> {
+  async #history (client: ChatClient<Context>, room: string, limit: number, since: number | undefined, ref: string | undefined): Promise<void> {
     if (!client.rooms.has(room)) {
-      this.#refuse(client, 'not_in_room', `You are not in room "${room}": join it to read its history.`, room)
+      this.#refuse(client, 'not_in_room', `You are not in room "${room}": join it to read its history.`, room, ref)
       return
     }
     const found = await this.adapter.history(room, since === undefined ? { limit } : { since, limit })
     const { messages, more } = fitReply(found.messages)
-    this.#reply(client, chatHistory(room, messages.map((m) => m.frame), more))
+    this.#reply(client, chatHistory(room, found.epoch, messages.map((m) => m.frame), more, ref))
   }
 
-  #customEvent (client: ChatClient<Context>, payload: JsonObject): void {
+  #customEvent (client: ChatClient<Context>, payload: JsonObject, ref: string | undefined): void {
     const { log } = client
     if (!serializable(payload)) {
-      this.#refuse(client, 'invalid_message', 'The payload is nested too deeply to be answered.')
+      this.#refuse(client, 'invalid_message', 'The payload is nested too deeply to be answered.', undefined, ref)
       return
     }
     const action = payload.action
@@ -551,12 +596,12 @@ export class ChatCore<Context = unknown> {
     const failed = (err: unknown) => {
       const known = err instanceof CustomEventError
       log[known ? 'info' : 'error']({ client: client.conn.peer, action, err }, 'custom event handler failed')
-      this.#refuse(client, 'custom_event_failed', known ? err.message : 'The server could not handle this custom_event.')
+      this.#refuse(client, 'custom_event_failed', known ? err.message : 'The server could not handle this custom_event.', undefined, ref)
     }
     const answer = (result: JsonValue | undefined) => {
       let frame: string
       try {
-        frame = chatCustomEventReply(result === undefined ? customEventAck(payload) : result)
+        frame = chatCustomEventReply(result === undefined ? customEventAck(payload) : result, ref)
       } catch (err) {
         failed(err)
         return
@@ -576,7 +621,7 @@ export class ChatCore<Context = unknown> {
   }
 
   /** The token bucket said no: drop the message with `rate_limited`, and close a client that keeps on. */
-  #rateLimited (client: ChatClient<Context>): void {
+  #rateLimited (client: ChatClient<Context>, data: Buffer | undefined): void {
     const { log } = client
     const { rateLimit, rateBurst } = this.settings
     client.droppedInARow++
@@ -588,13 +633,15 @@ export class ChatCore<Context = unknown> {
       return
     }
     log.warn({ client: client.conn.peer, rate_limit: rateLimit, rate_burst: rateBurst }, 'rate limit hit; message dropped')
-    this.#reply(client, chatError('rate_limited', `Too many messages: at most ${rateLimit} per second (bursts of ${rateBurst}). This one was dropped; slow down.`))
+    // Read for its ref alone, so a client can tell which of its sends was dropped.
+    const ref = data === undefined ? undefined : refJson(refOf(data.toString()))
+    this.#reply(client, chatError('rate_limited', `Too many messages: at most ${rateLimit} per second (bursts of ${rateBurst}). This one was dropped; slow down.`, undefined, ref))
   }
 
-  #refuse (client: ChatClient<Context>, code: ChatErrorCode, message: string, room?: string): void {
+  #refuse (client: ChatClient<Context>, code: ChatErrorCode, message: string, room?: string, ref?: string): void {
     const { log } = client
     if (logsAt(log, 'debug')) log.debug({ client: client.conn.peer, code, room }, 'bad input answered with an error')
-    this.#reply(client, chatError(code, message, room))
+    this.#reply(client, chatError(code, message, room, ref))
   }
 
   /** A reply to one client. It must not overtake broadcasts already queued for that client. */
@@ -625,6 +672,12 @@ export class ChatCore<Context = unknown> {
     if (!this.#rooms.has(event.room)) return
     const data = Buffer.from(chatPresence(event.room, event.event, event.member.clientId, event.count, event.member.user))
     this.#queue(event.room, { seq: null, data, n: this.#queued++, about: event.member.clientId })
+  }
+
+  /** A room's history was lost: its local members hear of the new epoch in the room's order. */
+  #reset (room: string, epoch: string, seq: number): void {
+    if (!this.#rooms.has(room)) return
+    this.#queue(room, { seq: null, data: Buffer.from(chatReset(room, epoch, seq)), n: this.#queued++ })
   }
 
   #queue (target: string | null, frame: Queued): void {

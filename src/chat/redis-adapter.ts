@@ -3,8 +3,10 @@
 // with a heartbeat per instance, and a lost Redis degrades to local delivery until it is back.
 import { Redis } from 'ioredis'
 import { InvalidOptionError } from '../errors.js'
-import { DEFAULT_REDIS_PREFIX } from '../limits.js'
+import { DEFAULT_LIMITS, DEFAULT_REDIS_PREFIX } from '../limits.js'
 import { assembleMessage } from './messages.js'
+import { newEpoch } from './memory-adapter.js'
+import { DedupeCache } from './dedupe.js'
 import type {
   AdapterLimits,
   AdapterListener,
@@ -18,6 +20,7 @@ import type {
   JoinResult,
   Member,
   Outgoing,
+  Published,
   RoomInfo,
   StoredMessage
 } from './adapter.js'
@@ -61,6 +64,8 @@ interface LocalRoom {
   subscribed: Promise<void> | undefined
   /** The highest seq seen, to number local deliveries' rooms after an outage. */
   lastSeq: number
+  /** The room history's epoch as this instance last saw it; a new one is told to the core as a reset. */
+  epoch: string | undefined
 }
 
 interface RoomKeys {
@@ -68,6 +73,8 @@ interface RoomKeys {
   members: string
   history: string
   channel: string
+  /** Prefix of the room's idempotency keys. */
+  key: string
 }
 
 type Scalar = string | number
@@ -109,7 +116,9 @@ export class RedisAdapter implements ChatAdapter {
   #cmd: Redis | undefined
   #sub: Redis | undefined
   #listener: AdapterListener | undefined
-  #limits: AdapterLimits = { historySize: 0, maxRooms: 0, roomTtl: 0 }
+  #limits: AdapterLimits = { historySize: 0, maxRooms: 0, roomTtl: 0, historyMaxBytes: 0, dedupeWindow: 0, dedupeMaxKeys: 0 }
+  /** Keys of sends made while Redis was away (delivered locally); Redis keeps the others. */
+  #localKeys = new DedupeCache<LocalRoom | null>(0, 0, () => {})
   #instance = 0
   #status: AdapterStatus = 'up'
   #started = false
@@ -126,7 +135,7 @@ export class RedisAdapter implements ChatAdapter {
   #pendingLeaves = new Map<string, { room: string, clientId: number }>()
   #timer: NodeJS.Timeout | undefined
   #ticking = false
-  #keys: { id: string, rooms: string, instances: string, counter: string, lobby: string, heartbeat: string }
+  #keys: { id: string, rooms: string, instances: string, counter: string, lobby: string, heartbeat: string, epochs: string }
 
   /** `target`: a Redis URL (`redis://host:6379`) or an ioredis client whose connection options are copied. */
   constructor (target: string | Redis, options: RedisAdapterOptions = {}) {
@@ -160,7 +169,8 @@ export class RedisAdapter implements ChatAdapter {
       instances: prefix + 'instances',
       counter: prefix + 'instance-counter',
       lobby: prefix + 'lobby',
-      heartbeat: ''
+      heartbeat: '',
+      epochs: prefix + 'epochs'
     }
   }
 
@@ -180,6 +190,7 @@ export class RedisAdapter implements ChatAdapter {
   async start (listener: AdapterListener, limits: AdapterLimits): Promise<void> {
     if (this.#started || this.#cmd !== undefined) throw new Error('RedisAdapter: start was called twice')
     this.#limits = { ...limits }
+    this.#localKeys = new DedupeCache(limits.dedupeWindow, Math.min(limits.dedupeMaxKeys, DEFAULT_LIMITS.dedupeMaxKeys), (n) => this.#listener?.onLimit?.('dedupe_evicted', n))
     const cmd = this.#connection()
     const sub = this.#connection()
     this.#cmd = cmd
@@ -254,7 +265,7 @@ export class RedisAdapter implements ChatAdapter {
 
   #roomKeys (room: string): RoomKeys {
     const base = `${this.prefix}{${room}}:`
-    return { state: base + 'state', members: base + 'members', history: base + 'history', channel: base + 'channel' }
+    return { state: base + 'state', members: base + 'members', history: base + 'history', channel: base + 'channel', key: base + 'key:' }
   }
 
   async #eval (script: Script, keys: string[], args: Scalar[]): Promise<unknown> {
@@ -275,34 +286,51 @@ export class RedisAdapter implements ChatAdapter {
     this.#down()
   }
 
-  async publish (message: Outgoing): Promise<Delivery | AdapterRefusal> {
+  async publish (message: Outgoing): Promise<Published | AdapterRefusal> {
     const listener = this.#listener
     if (listener === undefined) throw new Error('RedisAdapter: not started')
+    const window = this.#limits.dedupeWindow
+    const key = window > 0 && this.#limits.dedupeMaxKeys > 0 ? message.key : undefined
     if (this.#status === 'up') {
       try {
         if (message.room === null) {
-          const id = await this.#eval(LOBBY, [this.#keys.id], [message.head, message.tail, this.#keys.lobby]) as number
+          const keys = key === undefined ? [this.#keys.id] : [this.#keys.id, this.prefix + 'lobby-key:' + key]
+          const [id, duplicate] = await this.#eval(LOBBY, keys, [message.head, message.tail, this.#keys.lobby, window]) as [number, number]
           if (id > this.#lastId) this.#lastId = id
-          return { room: null, id, seq: null, frame: assembleMessage(message.head, message.tail, id, null, null) }
+          if (duplicate === 1) return { id, seq: null, duplicate: true }
+          const delivery: Delivery = { room: null, id, seq: null, frame: assembleMessage(message.head, message.tail, id, null, null) }
+          return delivery
         }
         const keys = this.#roomKeys(message.room)
         const l = this.#limits
-        const result = await this.#eval(PUBLISH, [this.#keys.id, this.#keys.rooms, keys.state, keys.members, keys.history],
-          [message.room, message.head, message.tail, l.historySize, l.maxRooms, l.roomTtl, keys.channel]) as [number, number] | 0
+        const scriptKeys = [this.#keys.id, this.#keys.rooms, keys.state, keys.members, keys.history, this.#keys.epochs]
+        if (key !== undefined) scriptKeys.push(keys.key + key)
+        const result = await this.#eval(PUBLISH, scriptKeys,
+          [message.room, message.head, message.tail, l.historySize, l.maxRooms, l.roomTtl, keys.channel, window]) as [number, number, number, string] | 0
         if (result === 0) return 'room_limit'
-        const [id, seq] = result
+        const [id, seq, duplicate] = result
+        if (duplicate === 1) return { id, seq, duplicate: true }
         // Known now, though the delivery may still be on its way: an outage right after must not number below it.
         if (id > this.#lastId) this.#lastId = id
         const local = this.#rooms.get(message.room)
         if (local !== undefined && seq > local.lastSeq) local.lastSeq = seq
-        return { room: message.room, id, seq, frame: assembleMessage(message.head, message.tail, id, message.room, seq) }
+        const delivery: Delivery = { room: message.room, id, seq, frame: assembleMessage(message.head, message.tail, id, message.room, seq) }
+        return delivery
       } catch (err) {
         this.#lost(err)
       }
     }
-    // Redis is away: this instance's clients still get it, unnumbered in the room and not stored.
+    // Redis is away: this instance's clients still get it, unnumbered in the room and not stored;
+    // a key is remembered here meanwhile.
+    const scope = message.room === null ? null : this.#rooms.get(message.room) ?? null
+    const localKey = key === undefined ? undefined : (message.room ?? '') + '\n' + key
+    if (localKey !== undefined) {
+      const first = this.#localKeys.get(localKey, scope)
+      if (first !== undefined) return { id: first.id, seq: first.seq, duplicate: true }
+    }
     const id = ++this.#lastId
     const delivery: Delivery = { room: message.room, id, seq: null, frame: assembleMessage(message.head, message.tail, id, message.room, null) }
+    if (localKey !== undefined) this.#localKeys.remember(localKey, id, null, scope)
     listener.onMessage(delivery)
     return delivery
   }
@@ -313,7 +341,7 @@ export class RedisAdapter implements ChatAdapter {
     let local = this.#rooms.get(room)
     if (local === undefined) {
       const keys = this.#roomKeys(room)
-      local = { name: room, keys, members: new Map(), pending: 0, subscribed: undefined, lastSeq: 0 }
+      local = { name: room, keys, members: new Map(), pending: 0, subscribed: undefined, lastSeq: 0, epoch: undefined }
       this.#rooms.set(room, local)
       this.#channels.set(keys.channel, room)
     }
@@ -324,12 +352,13 @@ export class RedisAdapter implements ChatAdapter {
           await this.#subscribe(local)
           const result = await this.#joinScript(local, who)
           if (result === 0) return 'room_limit'
-          const [seq, added, count, flat] = result
+          const [seq, added, count, flat, epoch] = result
+          this.#seen(local, epoch, seq)
           local.members.set(who.clientId, who)
           if (seq > local.lastSeq) local.lastSeq = seq
           // Own members' presence is delivered here, not from the channel (which is ignored for them).
           if (added === 1) listener.onPresence({ room, event: 'join', member: who, count })
-          return { members: this.#members(flat), seq }
+          return { members: this.#members(flat), seq, epoch }
         } catch (err) {
           this.#lost(err)
         }
@@ -339,7 +368,8 @@ export class RedisAdapter implements ChatAdapter {
       // Back in before Redis heard it left: nothing to tell Redis about either.
       this.#pendingLeaves.delete(pendingKey(room, who.clientId))
       if (!known) listener.onPresence({ room, event: 'join', member: who, count: local.members.size })
-      return { members: [...local.members.values()], seq: local.lastSeq }
+      local.epoch ??= newEpoch()
+      return { members: [...local.members.values()], seq: local.lastSeq, epoch: local.epoch }
     } finally {
       local.pending--
       this.#release(local)
@@ -378,17 +408,21 @@ export class RedisAdapter implements ChatAdapter {
       const keys = this.#roomKeys(room)
       const from = query.since === undefined ? '' : String(Math.min(Math.max(query.since, 0), SINCE_CAP) + 1)
       try {
-        const [seq, entries] = await this.#eval(HISTORY, [keys.state, keys.history], [from, query.limit]) as [number, Array<[string, string[]]>]
+        const [seq, entries, epoch] = await this.#eval(HISTORY, [keys.state, keys.history], [from, query.limit]) as [number, Array<[string, string[]]>, string]
         const messages: StoredMessage[] = entries.map(([id, fields]) => ({ seq: parseInt(id, 10), frame: fields[1]! }))
         if (query.since === undefined) messages.reverse()
-        return { messages, seq }
+        const local = this.#rooms.get(room)
+        if (local !== undefined && epoch !== '') this.#seen(local, epoch, seq)
+        return { messages, seq, epoch: epoch !== '' ? epoch : local?.epoch ?? newEpoch() }
       } catch (err) {
         this.#lost(err)
       }
     }
     // Redis is away: nothing stored can be read. The seq this instance saw lets a resume say
     // `recovered: false` when messages may be missing.
-    return { messages: [], seq: this.#rooms.get(room)?.lastSeq ?? 0 }
+    const local = this.#rooms.get(room)
+    if (local !== undefined) local.epoch ??= newEpoch()
+    return { messages: [], seq: local?.lastSeq ?? 0, epoch: local?.epoch ?? newEpoch() }
   }
 
   async rooms (): Promise<RoomInfo[]> {
@@ -430,6 +464,7 @@ export class RedisAdapter implements ChatAdapter {
       } catch {}
     }
     this.#rooms.clear()
+    this.#localKeys.clear()
     await Promise.all([cmd, sub].map(async (c) => {
       try {
         await c.quit()
@@ -452,10 +487,23 @@ export class RedisAdapter implements ChatAdapter {
     await local.subscribed
   }
 
-  #joinScript (local: LocalRoom, who: Member): Promise<[number, number, number, string[]] | 0> {
+  #joinScript (local: LocalRoom, who: Member): Promise<[number, number, number, string[], string] | 0> {
     const k = local.keys
-    return this.#eval(JOIN, [this.#keys.rooms, k.state, k.members, k.history],
-      [local.name, who.clientId, this.#instance, encodeUser(who.user), this.#limits.maxRooms, k.channel, local.lastSeq]) as Promise<[number, number, number, string[]] | 0>
+    return this.#eval(JOIN, [this.#keys.epochs, this.#keys.rooms, k.state, k.members, k.history],
+      [local.name, who.clientId, this.#instance, encodeUser(who.user), this.#limits.maxRooms, k.channel]) as Promise<[number, number, number, string[], string] | 0>
+  }
+
+  /**
+   * The room's epoch as Redis gave it, with the seq live messages follow from: a different one than
+   * this instance knew means the history was lost (Redis restarted empty): the core is told.
+   */
+  #seen (local: LocalRoom, epoch: string, seq: number): void {
+    if (local.epoch === epoch) return
+    const known = local.epoch
+    local.epoch = epoch
+    if (known === undefined) return
+    local.lastSeq = seq
+    this.#listener?.onReset?.(local.name, epoch, seq)
   }
 
   /** Members from the members hash, in join order. */
@@ -493,16 +541,22 @@ export class RedisAdapter implements ChatAdapter {
     if (room === undefined) return
     const a = text.indexOf(',')
     const b = text.indexOf(',', a + 1)
-    if (text.charCodeAt(0) === 109) { // m<id>,<seq>,<frame>
+    if (text.charCodeAt(0) === 109) { // m<id>,<seq>,<epoch>,<frame>
       const id = Number(text.slice(1, a))
       if (id > this.#lastId) this.#lastId = id
+      const c = text.indexOf(',', b + 1)
       let seq: number | null = null
       if (b > a + 1) {
         seq = Number(text.slice(a + 1, b))
         const local = room === null ? undefined : this.#rooms.get(room)
-        if (local !== undefined && seq > local.lastSeq) local.lastSeq = seq
+        if (local !== undefined) {
+          // Compared in place: the epoch is read out only when it changed.
+          const known = local.epoch
+          if (known === undefined || c - b - 1 !== known.length || !text.startsWith(known, b + 1)) this.#seen(local, text.slice(b + 1, c), seq - 1)
+          if (seq > local.lastSeq) local.lastSeq = seq
+        }
       }
-      listener.onMessage({ room, id, seq, frame: text.slice(b + 1) })
+      listener.onMessage({ room, id, seq, frame: text.slice(c + 1) })
       return
     }
     // p<j|l>,<client_id>,<count>,<user>
@@ -579,7 +633,9 @@ export class RedisAdapter implements ChatAdapter {
   async #rejoin (rooms: LocalRoom[]): Promise<void> {
     await Promise.all(rooms.flatMap((local) => [...local.members.values()].map(async (who) => {
       const result = await this.#joinScript(local, who)
-      if (result !== 0 && result[0] > local.lastSeq) local.lastSeq = result[0]
+      if (result === 0) return
+      this.#seen(local, result[4], result[0])
+      if (result[0] > local.lastSeq) local.lastSeq = result[0]
     })))
   }
 

@@ -2,16 +2,19 @@
 // storing and publishing can never be seen half done by another instance.
 //
 // Key layout (P is the prefix, `echohub:` by default; a room's keys share the hash tag `{room}`):
-//   P{room}:state     hash: `seq` (last message number), `joins` (join counter, orders members)
+//   P{room}:state     hash: `seq` (last message number), `joins` (join counter, orders members),
+//                     `epoch` (made with the hash: a room forgotten, or a Redis restarted empty, gets a new one)
 //   P{room}:members   hash: client_id -> "<join order>,<instance>,<user JSON or empty>"
 //   P{room}:history   stream capped at historySize, entry ID "<seq>-1", field `f` = the frame
 //   P{room}:channel   pub/sub channel of the room's messages and presence events
+//   P{room}:key:<k>   an idempotent send's key (`<key>` or `<key>|<user id>`): "<id>,<seq>,<epoch>", expiring with the window
+//   P lobby-key:<k>   the same for the lobby: "<id>,,"
 //   P rooms           sorted set: room -> +inf while it has members, else when it is forgotten (ms)
-//   P id              the cluster-wide message counter
+//   P id              the cluster-wide message counter; P epochs: a counter that makes each epoch new
 //   P instance-counter, P instances (set of live instance numbers), P instance:<n> (heartbeat, with a TTL)
 //   P lobby           pub/sub channel of lobby messages
 //
-// Channel messages: `m<id>,<seq>,<frame>` (seq empty in the lobby) and
+// Channel messages: `m<id>,<seq>,<epoch>,<frame>` (seq and epoch empty in the lobby) and
 // `p<j|l>,<client_id>,<count>,<user JSON or empty>`.
 import { createHash } from 'node:crypto'
 
@@ -45,6 +48,16 @@ local function create (rooms, t, maxRooms, state, members, history)
   return true
 end
 
+-- The room history's epoch, made when its state is: a short string no earlier life of the room had.
+local function epochOf (state, room, counter)
+  local epoch = redis.call('HGET', state, 'epoch')
+  if epoch then return epoch end
+  local t = redis.call('TIME')
+  epoch = string.sub(redis.sha1hex(room .. ':' .. t[1] .. ':' .. t[2] .. ':' .. redis.call('INCR', counter)), 1, 12)
+  redis.call('HSET', state, 'epoch', epoch)
+  return epoch
+end
+
 -- An empty room is forgotten, history included, ttl ms from now.
 local function forgetLater (rooms, room, t, ttl, state, history)
   if ttl <= 0 then
@@ -59,15 +72,24 @@ end
 `
 
 /**
- * Room message. KEYS: id, rooms, state, members, history.
- * ARGV: room, head, tail, historySize, maxRooms, roomTtl, channel.
- * Returns {id, seq}, or 0 when the room would be one too many.
+ * Room message. KEYS: id, rooms, state, members, history, epoch counter, and the send's key if it has one.
+ * ARGV: room, head, tail, historySize, maxRooms, roomTtl, channel, dedupe window (ms).
+ * Returns {id, seq, duplicate (0|1), epoch}, or 0 when the room would be one too many. A key seen
+ * within the window in this epoch of the room: the first message's numbers, nothing published.
  */
 export const PUBLISH = script(`
 local t = now()
 local room = ARGV[1]
 local fresh = not exists(KEYS[2], room, t)
 if fresh and not create(KEYS[2], t, tonumber(ARGV[5]), KEYS[3], KEYS[4], KEYS[5]) then return 0 end
+local epoch = epochOf(KEYS[3], room, KEYS[6])
+if KEYS[7] then
+  local first = redis.call('GET', KEYS[7])
+  if first then
+    local fid, fseq, fepoch = string.match(first, '^(%d+),(%d+),(.*)$')
+    if fepoch == epoch then return {tonumber(fid), tonumber(fseq), 1, epoch} end
+  end
+end
 local id = redis.call('INCR', KEYS[1])
 local seq = redis.call('HINCRBY', KEYS[3], 'seq', 1)
 local frame = ARGV[2] .. ',"id":' .. id .. ',"seq":' .. seq .. ARGV[3]
@@ -81,45 +103,49 @@ if size > 0 then
   end
 end
 if redis.call('EXISTS', KEYS[4]) == 0 then forgetLater(KEYS[2], room, t, tonumber(ARGV[6]), KEYS[3], KEYS[5]) end
-redis.call('PUBLISH', ARGV[7], 'm' .. id .. ',' .. seq .. ',' .. frame)
-return {id, seq}
-`)
-
-/** Lobby message: numbered and published, never stored. KEYS: id. ARGV: head, tail, channel. Returns the id. */
-export const LOBBY = script(`
-local id = redis.call('INCR', KEYS[1])
-redis.call('PUBLISH', ARGV[3], 'm' .. id .. ',,' .. ARGV[1] .. ',"id":' .. id .. ARGV[2])
-return id
+if KEYS[7] then redis.call('SET', KEYS[7], id .. ',' .. seq .. ',' .. epoch, 'PX', ARGV[8]) end
+redis.call('PUBLISH', ARGV[7], 'm' .. id .. ',' .. seq .. ',' .. epoch .. ',' .. frame)
+return {id, seq, 0, epoch}
 `)
 
 /**
- * Join. KEYS: rooms, state, members, history.
- * ARGV: room, clientId, instance, user JSON (or ''), maxRooms, channel, lowest seq to keep.
- * Returns {seq, added (0|1), count, {clientId, member, ...}}, or 0 when the room would be one too many.
- * The lowest seq keeps a room's numbering from going backwards when Redis lost its data.
+ * Lobby message: numbered and published, never stored. KEYS: id, and the send's key if it has one.
+ * ARGV: head, tail, channel, dedupe window (ms). Returns {id, duplicate (0|1)}.
+ */
+export const LOBBY = script(`
+if KEYS[2] then
+  local first = redis.call('GET', KEYS[2])
+  if first then return {tonumber(string.match(first, '^(%d+)')), 1} end
+end
+local id = redis.call('INCR', KEYS[1])
+if KEYS[2] then redis.call('SET', KEYS[2], id .. ',,', 'PX', ARGV[4]) end
+redis.call('PUBLISH', ARGV[3], 'm' .. id .. ',,,' .. ARGV[1] .. ',"id":' .. id .. ARGV[2])
+return {id, 0}
+`)
+
+/**
+ * Join. KEYS: epoch counter, rooms, state, members, history.
+ * ARGV: room, clientId, instance, user JSON (or ''), maxRooms, channel.
+ * Returns {seq, added (0|1), count, {clientId, member, ...}, epoch}, or 0 when the room would be one too many.
  */
 export const JOIN = script(`
 local t = now()
 local room = ARGV[1]
 local added = 0
-if redis.call('HEXISTS', KEYS[3], ARGV[2]) == 0 then
-  if not exists(KEYS[1], room, t) and not create(KEYS[1], t, tonumber(ARGV[5]), KEYS[2], KEYS[3], KEYS[4]) then return 0 end
-  local order = redis.call('HINCRBY', KEYS[2], 'joins', 1)
-  redis.call('HSET', KEYS[3], ARGV[2], order .. ',' .. ARGV[3] .. ',' .. ARGV[4])
-  redis.call('ZADD', KEYS[1], '+inf', room)
-  redis.call('PERSIST', KEYS[2])
-  redis.call('PERSIST', KEYS[4])
+if redis.call('HEXISTS', KEYS[4], ARGV[2]) == 0 then
+  if not exists(KEYS[2], room, t) and not create(KEYS[2], t, tonumber(ARGV[5]), KEYS[3], KEYS[4], KEYS[5]) then return 0 end
+  local order = redis.call('HINCRBY', KEYS[3], 'joins', 1)
+  redis.call('HSET', KEYS[4], ARGV[2], order .. ',' .. ARGV[3] .. ',' .. ARGV[4])
+  redis.call('ZADD', KEYS[2], '+inf', room)
+  redis.call('PERSIST', KEYS[3])
+  redis.call('PERSIST', KEYS[5])
   added = 1
 end
-local seq = tonumber(redis.call('HGET', KEYS[2], 'seq') or '0')
-local floor = tonumber(ARGV[7])
-if floor > seq then
-  redis.call('HSET', KEYS[2], 'seq', floor)
-  seq = floor
-end
-local count = redis.call('HLEN', KEYS[3])
+local epoch = epochOf(KEYS[3], room, KEYS[1])
+local seq = tonumber(redis.call('HGET', KEYS[3], 'seq') or '0')
+local count = redis.call('HLEN', KEYS[4])
 if added == 1 then redis.call('PUBLISH', ARGV[6], 'pj,' .. ARGV[2] .. ',' .. count .. ',' .. ARGV[4]) end
-return {seq, added, count, redis.call('HGETALL', KEYS[3])}
+return {seq, added, count, redis.call('HGETALL', KEYS[4]), epoch}
 `)
 
 /**
@@ -164,17 +190,19 @@ return removed
 
 /**
  * History. KEYS: state, history. ARGV: first seq wanted ('' for the newest), limit.
- * Returns {seq, entries} with entries oldest first from a start, newest first without one.
+ * Returns {seq, entries, epoch} with entries oldest first from a start, newest first without one
+ * (epoch '' for a room that does not exist).
  */
 export const HISTORY = script(`
 local seq = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
+local epoch = redis.call('HGET', KEYS[1], 'epoch') or ''
 local entries
 if ARGV[1] == '' then
   entries = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', ARGV[2])
 else
   entries = redis.call('XRANGE', KEYS[2], ARGV[1] .. '-0', '+', 'COUNT', ARGV[2])
 end
-return {seq, entries}
+return {seq, entries, epoch}
 `)
 
 /**
