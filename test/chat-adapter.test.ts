@@ -215,6 +215,26 @@ function conformance (name: string, make: Make, skip: string | false): void {
       t.not(again.epoch, before.epoch, 'in a new epoch')
     })
 
+    t.test('a key seen in the same target within the window is a duplicate: the first numbers, nothing delivered', async (t) => {
+      const { adapter, events, member } = await make(t, { dedupeWindow: 60000 })
+      await joined(adapter, 'k', member(1))
+      const keyed = (room: string | null, key: string): Outgoing => ({ ...outgoing(room, key), key })
+      const first = await adapter.publish(keyed('k', 'a'))
+      const again = await adapter.publish(keyed('k', 'a'))
+      if (typeof first === 'string' || typeof again === 'string') throw new Error('refused')
+      t.same(again, { id: first.id, seq: first.seq, duplicate: true }, 'the first message\'s numbers')
+      t.notOk(first.duplicate, 'the first is no duplicate')
+      const other = await adapter.publish(keyed('k', 'b'))
+      const lobby = await adapter.publish(keyed(null, 'a'))
+      const lobbyAgain = await adapter.publish(keyed(null, 'a'))
+      if (typeof other === 'string' || typeof lobby === 'string' || typeof lobbyAgain === 'string') throw new Error('refused')
+      t.same([other.seq, other.duplicate], [2, undefined], 'another key is another message')
+      t.notOk(lobby.duplicate, 'the lobby is another target')
+      t.same(lobbyAgain, { id: lobby.id, seq: null, duplicate: true })
+      await events.until(() => events.messages.length === 3, 'three deliveries')
+      t.same(events.messages.map((d) => [d.room, d.seq]), [['k', 1], ['k', 2], [null, null]], 'each delivered once')
+    })
+
     t.test('clientIdBase is a whole number', async (t) => {
       const { adapter } = await make(t)
       t.ok(Number.isSafeInteger(adapter.clientIdBase) && adapter.clientIdBase >= 0)

@@ -473,7 +473,10 @@ t.test('a wrong option fails register with an error naming the option', async (t
     [{ maxBuffered: 'lots' }, /option "maxBuffered"/],
     [{ customEvents: [] }, /option "customEvents"/],
     [{ customEvents: { add: 'not a function' } }, /option "customEvents.add" must be a function/],
-    [{ onCustomEvent: {} }, /option "onCustomEvent"/]
+    [{ onCustomEvent: {} }, /option "onCustomEvent"/],
+    [{ historyMaxBytes: -1 }, /option "historyMaxBytes"/],
+    [{ dedupeWindow: 1.5 }, /option "dedupeWindow"/],
+    [{ dedupeMaxKeys: '10' }, /option "dedupeMaxKeys"/]
   ]
   for (const [opts, message] of cases) {
     const app = Fastify()

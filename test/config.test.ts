@@ -163,3 +163,13 @@ t.test('--inspector-max-buffered / INSPECTOR_MAX_BUFFERED: default 1 MiB, a whol
   t.equal(read([], { INSPECTOR_MAX_BUFFERED: '65536' }), 65536)
   t.throws(() => read(['--inspector-max-buffered', '-5']), { code: 'ECHOHUB_ERR_INVALID_CONFIG', message: /--inspector-max-buffered/ })
 })
+
+t.test('the chat delivery settings: --history-max-bytes, --dedupe-window, --dedupe-max-keys, from flags or environment', async (t) => {
+  const defaults = config([])
+  t.same([defaults.historyMaxBytes, defaults.dedupeWindow, defaults.dedupeMaxKeys], [67108864, 120000, 100000])
+  const set = config(['--history-max-bytes', '1048576', '--dedupe-window', '5000'], { DEDUPE_MAX_KEYS: '10', HISTORY_MAX_BYTES: '7' })
+  t.same([set.historyMaxBytes, set.dedupeWindow, set.dedupeMaxKeys], [1048576, 5000, 10], 'a flag wins over its variable')
+  for (const flag of ['--history-max-bytes', '--dedupe-window', '--dedupe-max-keys']) {
+    t.throws(() => config([flag, '-1']), { code: 'ECHOHUB_ERR_INVALID_CONFIG', message: new RegExp(flag) }, `${flag} -1`)
+  }
+})

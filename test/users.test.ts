@@ -115,7 +115,7 @@ t.test('rooms: joined lists users, presence names the user, and the rooms claim 
 
   send(ana, { type: 'join', room: 'lab-1' })
   const joinedA = await nextOf(ana, 'joined')
-  t.same(Object.keys(joinedA.payload), ['members', 'users', 'seq', 'recovered', 'history'], 'users right after members')
+  t.same(Object.keys(joinedA.payload), ['members', 'users', 'seq', 'epoch', 'recovered', 'history'], 'users right after members')
   t.same(joinedA.payload.users, { [ana.clientId]: { id: 'u1', name: 'Ana' } })
 
   send(bob, { type: 'join', room: 'lab-1' })
@@ -197,7 +197,7 @@ t.test('without identity a refresh is an unknown type, and no frame carries a us
   t.equal(error.payload.code, 'unknown_type')
   t.equal(error.payload.message, unknown.payload.message.replace('"renew"', '"refresh"'), 'the same words as any unknown type')
   send(a, { type: 'join', room: 'r' })
-  t.same(Object.keys((await nextOf(a, 'joined')).payload), ['members', 'seq', 'recovered', 'history'])
+  t.same(Object.keys((await nextOf(a, 'joined')).payload), ['members', 'seq', 'epoch', 'recovered', 'history'])
   send(a, { type: 'message', payload: 1 })
   t.notOk('user' in await nextOf(a, 'message'))
 })
