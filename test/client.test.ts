@@ -236,4 +236,14 @@ t.test('room messages are delivered once and in seq order: held across a gap, re
   t.same(await reset, { room: 'lab', epoch: 'e2', seq: 0 })
   socket.push(msg(1))
   t.same(got.map((m) => m.seq), [6, 7, 8, 9, 10, 11, 1], 'the new epoch\'s first message is delivered')
+
+  // A reset that arrives after the new epoch already has messages: they are read from its start.
+  got.length = 0
+  socket.push({ type: 'reset', room: 'lab', payload: { epoch: 'e3', seq: 2 }, timestamp: '' })
+  const asked = socket.sent.at(-1)!
+  t.match(asked, { type: 'history', room: 'lab', since: 0 }, 'history from the new epoch\'s start')
+  socket.push(msg(3))
+  t.same(got, [], 'a live message waits for the ones before it')
+  socket.push({ type: 'history', ref: asked.ref, room: 'lab', epoch: 'e3', payload: [msg(1), msg(2)] })
+  t.same(got.map((m) => m.seq), [1, 2, 3], 'then all three, in order')
 })

@@ -613,11 +613,14 @@ export class ChatClient {
     const room = this.#rooms.get(frame.room as string)
     const p = (frame.payload ?? {}) as { epoch?: string, seq?: number }
     if (room === undefined || typeof p.epoch !== 'string') return
+    const seq = typeof p.seq === 'number' ? p.seq : 0
     room.epoch = p.epoch
-    room.seq = typeof p.seq === 'number' ? p.seq : 0
+    room.seq = 0
     room.synced = true
     room.held.clear()
-    this.#emit('reset', { room: room.name, epoch: p.epoch, seq: room.seq })
+    this.#emit('reset', { room: room.name, epoch: p.epoch, seq })
+    // Messages the new epoch had before the reset reached this instance: read from its start.
+    if (seq > 0 && room.member && !room.joining) this.#fetch(room)
   }
 
   #ack (frame: Frame): void {
