@@ -1,20 +1,22 @@
 // The CLI (`npm start` / `echohub`, entered through cli.ts): reads flags and environment, starts the
-// servers, prints where clients connect, and shuts down gracefully on SIGINT/SIGTERM.
+// servers, prints where clients connect, and shuts down gracefully on SIGINT, SIGTERM and SIGHUP
+// (the terminal closed), or when its terminal goes away.
 import { pino, type Logger, type LoggerOptions } from 'pino'
 import type { FastifyRequest } from 'fastify'
 import { redactToken } from '../src/auth/access.js'
-import pretty from 'pino-pretty'
+import { prettyFactory } from 'pino-pretty'
 import closeWithGrace from 'close-with-grace'
 import { parseConfig, type Config } from '../src/config.js'
 import { startEchohub, type Echohub } from './server.js'
 import { VERSION } from '../src/version.js'
+import { Terminal } from './terminal.js'
 
 /** Human lines on a terminal, JSON lines for anything else (`--log-format` decides when given). */
 function usePrettyLogs (config: Config): boolean {
   return config.logFormat === 'pretty' || (config.logFormat === undefined && process.stdout.isTTY === true)
 }
 
-function createLogger (config: Config): Logger {
+function createLogger (config: Config, terminal: Terminal): Logger {
   // The root passes everything; each server's child logger applies its own level.
   const options: LoggerOptions = {
     level: 'trace',
@@ -24,16 +26,17 @@ function createLogger (config: Config): Logger {
       req: (req: FastifyRequest) => ({ method: req.method, url: redactToken(req.url), host: req.host, remoteAddress: req.ip, remotePort: req.socket?.remotePort })
     }
   }
-  if (!usePrettyLogs(config)) return pino(options)
+  const out = terminal.destination()
+  if (!usePrettyLogs(config)) return pino(options, out)
   // One line per event: the fields after the message, the server's name before it.
-  return pino(options, pretty({
-    sync: true,
+  const prettify = prettyFactory({
     translateTime: 'SYS:HH:MM:ss.l',
     singleLine: true,
     messageFormat: '{if server}{server}: {end}{msg}',
     ignore: 'pid,hostname,reqId,server',
     colorize: process.stdout.isTTY === true
-  }))
+  })
+  return pino(options, { write: (line: string) => out.write(prettify(line)) })
 }
 
 /** Where clients connect, said once: one structured line in JSON, a small table in pretty mode. */
@@ -87,7 +90,8 @@ async function main (): Promise<void> {
     return
   }
   const config = parsed.config
-  const logger = createLogger(config)
+  const terminal = new Terminal()
+  const logger = createLogger(config, terminal)
   // echohub's own lines, at the level asked for (the servers' children apply theirs).
   const log = logger.child({}, { level: config.logLevel ?? 'info' })
 
@@ -108,17 +112,38 @@ async function main (): Promise<void> {
   }
   if (process.env.npm_lifecycle_event !== undefined) shutDownWhenOrphaned()
 
-  closeWithGrace({
+  // Why a shutdown not asked for by close-with-grace's signals began, for its first log line.
+  let asked: string | undefined
+  let closing = false
+  const grace = closeWithGrace({
     delay: false,
     logger: log,
+    // Faults (SIGSEGV, SIGABRT...) end the process as they would without echohub: handling them
+    // as a shutdown request turned an abort into an endless loop of signals. SIGHUP is below.
+    skip: ['SIGHUP', 'SIGILL', 'SIGTRAP', 'SIGABRT', 'SIGBUS', 'SIGFPE', 'SIGSEGV'],
     // A second signal while closing exits at once, saying so in the log's own format.
-    onSecondSignal: (signal) => log.warn({ signal }, 'second signal: exiting without waiting for clients')
+    onSecondSignal: (signal) => {
+      log.warn({ signal }, 'second signal: exiting without waiting for clients')
+      terminal.release()
+    }
   }, async ({ signal, err }) => {
+    closing = true
     if (err !== undefined) log.error({ err }, 'unexpected error, shutting down')
-    else log.info({ signal }, 'shutting down: closing clients')
+    else log.info({ signal: signal ?? asked }, 'shutting down: closing clients')
     await hub.close()
     log.info('stopped')
+    terminal.release()
   })
+  const shutDown = (why: string) => {
+    if (closing) return
+    asked = why
+    void grace.close()
+  }
+  // Closing the terminal sends SIGHUP, often twice (to the session's leader and to its foreground
+  // group): a shutdown like SIGTERM's, and a repeat is no second signal. A terminal that goes away
+  // without one reaching echohub gets the same.
+  process.on('SIGHUP', () => shutDown('SIGHUP'))
+  terminal.watch(() => shutDown('terminal gone'))
 }
 
 await main()

@@ -4,7 +4,7 @@ import { X509Certificate } from 'node:crypto'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import { ConnectionRegistry } from '../src/registry.js'
 import type { Config, ServerName } from '../src/config.js'
-import { echohubRegistry } from '../plugins/registry.js'
+import { echohubRegistry, NAMED_BY_FLAGS, type RegistryPluginOptions } from '../plugins/registry.js'
 import { echo } from '../plugins/echo.js'
 import { stats } from '../plugins/stats.js'
 import cors from '@fastify/cors'
@@ -176,8 +176,10 @@ export async function startEchohub (config: Config, options: StartOptions): Prom
         origins: config.origins === '*' ? '*' : [...config.origins],
         compression: config.compression,
         ...(config.authToken === undefined ? {} : { authToken: config.authToken }),
-        ...(jwt === undefined ? {} : { jwt })
-      })
+        ...(jwt === undefined ? {} : { jwt }),
+        // Refusals name the flags (`--origins`), as a user of the CLI set them.
+        [NAMED_BY_FLAGS]: true
+      } as RegistryPluginOptions)
       // Before the routes, so its headers (and preflight answers) are on every HTTP route of every
       // server, /stats and /health included, under the same --origins rule as the upgrades.
       await app.register(cors, { origin: config.origins, methods: ['GET', 'HEAD'] })

@@ -3,7 +3,7 @@
 import type { FastifyBaseLogger, FastifyPluginAsync, FastifyRequest } from 'fastify'
 import type { IncomingMessage } from 'node:http'
 import type { WebSocket } from 'ws'
-import { addEndpoint, endpointPlugin, requestUser, socketError, tooBig, upgradeRequired } from './registry.js'
+import { addEndpoint, addUpgradeCheck, endpointPlugin, requestUser, socketError, tooBig, upgradeRequired } from './registry.js'
 import { directSocket, releaseUpgrade } from './ws-internals.js'
 import type { Connection, ConnectionRegistry, EndpointStats } from '../src/registry.js'
 import type { DirectWriter } from '../src/chat/core.js'
@@ -12,6 +12,7 @@ import { echoEnvelopeWriter, echoWelcome } from '../src/echo/messages.js'
 import { booleanOption, integerOption, knownOptions, pathOption, stringOption, type OptionKeys } from '../src/options.js'
 import { hexPreview, logsAt, preview } from '../src/format.js'
 import { InvalidOptionError } from '../src/errors.js'
+import { REFUSALS } from '../src/refusals.js'
 import { DEFAULT_LIMITS, ENDPOINT_DEFAULTS } from '../src/limits.js'
 import { redactToken } from '../src/auth/access.js'
 import { publicUser, TOKEN_EXPIRED_CODE, TOKEN_EXPIRED_REASON } from '../src/auth/user.js'
@@ -132,17 +133,12 @@ const echoRoutes: FastifyPluginAsync<EchoOptions> = async (app, opts) => {
   stats.limits.max_payload = settings.maxPayload
   const endpoint: EchoEndpoint = { registry, stats, settings, envelope: echoEnvelopeWriter(settings.serverInfo) }
 
-  // The lab's controls are read before the upgrade, so a bad one is an HTTP 400 naming it.
-  app.addHook('onRequest', async (request, reply) => {
-    if (!request.ws) return
+  // The lab's controls are read before the upgrade (and by `?check`), so a bad one is an HTTP 400 naming it.
+  addUpgradeCheck(app, (request) => {
     const parsed = parseControls(request.url, settings)
-    if (parsed.ok) {
-      if (parsed.controls !== undefined) requestControls.set(request.raw, parsed.controls)
-      return
-    }
-    registry.hit('invalid_control')
-    request.log.warn({ url: redactToken(request.url), control: parsed.refusal.control }, `upgrade refused: ${parsed.refusal.message}`)
-    return reply.code(400).send(parsed.refusal)
+    if (!parsed.ok) return REFUSALS.invalidControl(parsed.refusal.control, parsed.refusal.message)
+    if (parsed.controls !== undefined) requestControls.set(request.raw, parsed.controls)
+    return undefined
   })
 
   app.addHook('onRequest', offerSubprotocols(subprotocols))
@@ -199,7 +195,7 @@ function admit (socket: WebSocket, data: Buffer, isBinary: boolean): boolean {
   const { settings } = endpoint
   conn.received(data.length)
   if (data.length > settings.maxPayload) {
-    tooBig(endpoint.registry, log, socket, conn, settings.maxPayload)
+    tooBig(endpoint.registry, log, socket, conn, settings.maxPayload, data.length)
     return false
   }
   if (settings.debug) logFrame(log, conn, 'frame received', conn.messagesReceived, data, isBinary)

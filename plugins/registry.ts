@@ -4,20 +4,22 @@ import type { FastifyBaseLogger, FastifyInstance, FastifyPluginAsync, FastifyRep
 import fp from 'fastify-plugin'
 import websocket from '@fastify/websocket'
 import type { WebSocket } from 'ws'
+import type { IncomingMessage } from 'node:http'
 import { ConnectionRegistry, connectionOf, type Connection, type EndpointStats } from '../src/registry.js'
 import { booleanOption, describe, integerOption, knownOptions, stringOption, type OptionKeys } from '../src/options.js'
 import { AccessPolicy, redactToken, redactedRequest } from '../src/auth/access.js'
 import { DEFAULT_LIMITS, type LimitName } from '../src/limits.js'
-import { REFUSALS, type Refusal } from '../src/refusals.js'
-import { formatPeer } from '../src/format.js'
+import { REFUSALS, refusalBody, type Refusal } from '../src/refusals.js'
+import { formatPeer, oversizeReason } from '../src/format.js'
 import { InvalidOptionError, InvalidTokenError, TokenExpiredError } from '../src/errors.js'
 import { createJwtVerifier, publicKeyFromPem, secretKey, type JwtOptions } from '../src/auth/jwt.js'
-import { checkedUser, identify, jwtIdentity, type AuthRefusal, type Identity } from '../src/auth/identity.js'
+import { checkedUser, identify, jwtIdentity, type Identity } from '../src/auth/identity.js'
 import type { Authenticate, User } from '../src/auth/user.js'
 import { PER_MESSAGE_DEFLATE } from '../src/transport/compression.js'
-import { raiseMaxPayload, rememberUpgrade } from './ws-internals.js'
+import { explainOversize, oversizeOf, raiseMaxPayload, rememberUpgrade } from './ws-internals.js'
 import { clientPeer, routeSubprotocols, subprotocolRouter } from './transport.js'
 import { answerCheck, isCheck } from '../routes/check.js'
+import { replyError } from '../routes/errors.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -66,6 +68,11 @@ export interface RegistryPluginOptions {
 }
 
 export const SHUTDOWN_REASON = 'server shutting down'
+/**
+ * Set (to true) in the registry's options by the CLI, whose users set `--origins` rather than
+ * `origins`: refusals then name the flags. A symbol, so no plugin user meets it as an option.
+ */
+export const NAMED_BY_FLAGS = Symbol('echohub.namedByFlags')
 const PLUGIN = 'echohub-registry'
 const DEFAULT_WS_MAX_PAYLOAD = 64 * 1024
 
@@ -101,7 +108,8 @@ function readOptions (opts: RegistryPluginOptions) {
     access: new AccessPolicy({
       origins,
       authToken: opts.authToken === undefined ? undefined : stringOption(PLUGIN, opts, 'authToken', ''),
-      identity: identityOption(opts)
+      identity: identityOption(opts),
+      namedBy: (opts as Record<symbol, unknown>)[NAMED_BY_FLAGS] === true ? 'flags' : 'options'
     })
   }
 }
@@ -222,35 +230,94 @@ const registryPlugin: FastifyPluginAsync<RegistryPluginOptions> = async (app, op
       await closeAll(registry.connectionsOf(scope.endpoints), settings.shutdownTimeout)
     })
   }
+  // Before any endpoint's handler: a message over ws's own cap gets a close reason naming the limit.
+  app.websocketServer.on('connection', (socket: WebSocket, raw: IncomingMessage) => {
+    const limit = upgradeLimits.get(raw)
+    if (limit !== undefined) explainOversize(socket, limit)
+  })
   if (settings.heartbeatInterval > 0) startHeartbeat(app, scope, settings.heartbeatInterval)
 }
+
+/** The largest message of the endpoint each admitted upgrade goes to. */
+const upgradeLimits = new WeakMap<IncomingMessage, number>()
 
 /** Sends a refusal from src/refusals.ts: its status, `Retry-After` when it has one, and the JSON body. */
 export function sendRefusal (reply: FastifyReply, refusal: Refusal): FastifyReply {
   if (refusal.retryAfter !== undefined) reply.header('retry-after', String(refusal.retryAfter))
-  return reply.code(refusal.status).send({ error: refusal.error, message: refusal.message })
+  return reply.code(refusal.status).send(refusalBody(refusal))
+}
+
+/** One of an endpoint's own upgrade checks (the lab's controls): a refusal, or undefined to let it in. */
+export type UpgradeCheck = (request: FastifyRequest) => Refusal | undefined
+
+/** Each endpoint's own checks, by the encapsulated instance its routes are declared in. */
+const upgradeChecks = new WeakMap<FastifyInstance, UpgradeCheck[]>()
+
+/**
+ * Adds a check of an endpoint's own to its upgrades, run after the shared ones (identity, draining,
+ * token, origin, caps). `?check` runs it too, so a page learns the very refusal its upgrade got.
+ * A check may note what it parsed for the handler; it must not count or log (the caller does).
+ */
+export function addUpgradeCheck (app: FastifyInstance, check: UpgradeCheck): void {
+  const checks = upgradeChecks.get(app)
+  if (checks === undefined) upgradeChecks.set(app, [check])
+  else checks.push(check)
+}
+
+/** The admission of an upgrade: a refusal (with what caused it, for the log), or the user it comes from. */
+type Admission = { refusal: Refusal, cause?: unknown } | { user: User | undefined }
+
+/**
+ * The one admission decision for an upgrade to an endpoint, shared by the upgrade and `?check`:
+ * the user's credentials (identity on), then draining, token, origin and caps, then the endpoint's
+ * own checks. Nothing is counted or logged here. The checks after the credentials run without
+ * yielding to other sockets' I/O, and so does the handler that opens the connection after them,
+ * so two upgrades cannot both pass the last free slot.
+ */
+async function admission (request: FastifyRequest, scope: AppScope, checks: readonly UpgradeCheck[]): Promise<Admission> {
+  const { registry, settings } = scope
+  const identity = settings.access.identity
+  let user: User | undefined
+  if (identity !== undefined && !registry.draining) {
+    const result = await identify(identity, request)
+    if ('refusal' in result) return { refusal: REFUSALS.badCredentials(result.refusal.error, result.refusal.message), cause: result.cause }
+    user = result.user
+  }
+  let refusal = refusalFor(request, registry, settings)
+  for (const check of checks) refusal ??= check(request)
+  return refusal === undefined ? { user } : { refusal }
 }
 
 /**
  * Refuses an upgrade to one of echohub's routes with an HTTP status and a JSON body before any
- * WebSocket exists. The checks and the handler that opens the connection run without yielding to
- * other sockets' I/O, so two upgrades cannot both pass the last free slot.
+ * WebSocket exists: counted against its limit and logged without the token.
  */
-function admit (request: FastifyRequest, reply: FastifyReply, scope: AppScope): FastifyReply | undefined {
-  const { registry, settings } = scope
-  const refusal = refusalFor(request, registry, settings)
-  if (refusal === undefined) return undefined
+function refuseUpgrade (request: FastifyRequest, reply: FastifyReply, registry: ConnectionRegistry, refused: { refusal: Refusal, cause?: unknown }): FastifyReply {
+  const { refusal, cause } = refused
   if (refusal.limit !== undefined) registry.hit(refusal.limit)
   const peer = clientPeer(request)
-  request.log.warn({ client: formatPeer(peer.address, peer.port), url: redactToken(request.url), status: refusal.status, limit: refusal.limit }, `upgrade refused: ${refusal.message}`)
-  return sendRefusal(reply, refusal)
+  const client = formatPeer(peer.address, peer.port)
+  // An error that is not one of echohub's token errors came from a host app's authenticate: log it whole.
+  if (cause !== undefined && !(cause instanceof InvalidTokenError) && !(cause instanceof TokenExpiredError)) {
+    request.log.error({ client, url: redactToken(request.url), err: cause }, 'upgrade refused: authenticate failed')
+  } else {
+    request.log.warn({ client, url: redactToken(request.url), status: refusal.status, limit: refusal.limit, ...refusal.details }, `upgrade refused: ${refusal.message}`)
+  }
+  return sendRefusal(withChallenge(reply, refusal), refusal)
 }
 
+/** A 401 names the scheme it wants (RFC 6750): `Bearer`, with `error="invalid_token"` for refused credentials. */
+function withChallenge (reply: FastifyReply, refusal: Refusal): FastifyReply {
+  if (refusal.status === 401) reply.header('www-authenticate', refusal.error === 'unauthorized' ? 'Bearer' : 'Bearer error="invalid_token"')
+  return reply
+}
+
+/** The shared checks after the credentials: draining, token (identity off), origin, caps. */
 function refusalFor (request: FastifyRequest, registry: ConnectionRegistry, settings: Settings): Refusal | undefined {
   if (registry.draining) return REFUSALS.draining()
   // With identity on, the user's credentials (checked before) are what lets a client in.
   if (settings.access.identity === undefined && !settings.access.authorized(request)) return REFUSALS.unauthorized()
-  if (!settings.access.originAllowed(request)) return REFUSALS.originNotAllowed(String(request.headers.origin))
+  if (!settings.access.originAllowed(request)) return REFUSALS.originNotAllowed(String(request.headers.origin), settings.access.names.origins)
   if (registry.connections.size >= settings.maxConnections) return REFUSALS.serverFull(settings.maxConnections)
   const address = clientPeer(request).address
   if (address !== undefined && registry.connectionsFrom(address) >= settings.maxConnectionsPerIp) {
@@ -265,33 +332,6 @@ const requestUsers = new WeakMap<FastifyRequest, User>()
 /** Who the client of this upgrade is, when identity is on. */
 export function requestUser (request: FastifyRequest): User | undefined {
   return requestUsers.get(request)
-}
-
-/**
- * With identity on, who the upgrade comes from: the user is kept for the endpoint, or the upgrade
- * is refused with 401. Runs before the other admission checks, which then run without yielding.
- */
-async function identifyUpgrade (request: FastifyRequest, reply: FastifyReply, scope: AppScope): Promise<FastifyReply | undefined> {
-  const identity = scope.settings.access.identity
-  if (identity === undefined || scope.registry.draining) return undefined
-  const result = await identify(identity, request)
-  if ('refusal' in result) return refuseUser(request, reply, scope.registry, result.refusal, result.cause, 'upgrade')
-  requestUsers.set(request, result.user)
-  return undefined
-}
-
-/** A 401 for credentials `authenticate` refused; counted as `auth`, logged without the token. */
-function refuseUser (request: FastifyRequest, reply: FastifyReply, registry: ConnectionRegistry, refused: AuthRefusal, cause: unknown, what: string): FastifyReply {
-  const refusal = REFUSALS.badCredentials(refused.error, refused.message)
-  registry.hit(refusal.limit!)
-  const client = formatPeer(request.raw.socket?.remoteAddress, request.raw.socket?.remotePort)
-  // An error that is not one of echohub's token errors came from a host app's authenticate: log it whole.
-  if (cause !== undefined && !(cause instanceof InvalidTokenError) && !(cause instanceof TokenExpiredError)) {
-    request.log.error({ client, url: redactToken(request.url), err: cause }, `${what} refused: authenticate failed`)
-  } else {
-    request.log.warn({ client, url: redactToken(request.url), status: refusal.status, limit: refusal.limit }, `${what} refused: ${refusal.message}`)
-  }
-  return sendRefusal(reply.header('www-authenticate', 'Bearer error="invalid_token"'), refusal)
 }
 
 /**
@@ -321,8 +361,7 @@ export async function requireAdmin (app: FastifyInstance, request: FastifyReques
   } else {
     request.log.warn({ url: redactToken(request.url), status: refusal.status }, `admin request refused: ${refusal.message}`)
   }
-  if (refusal.status === 401) reply.header('www-authenticate', refusal.error === 'unauthorized' ? 'Bearer' : 'Bearer error="invalid_token"')
-  return sendRefusal(reply, refusal)
+  return sendRefusal(withChallenge(reply, refusal), refusal)
 }
 
 /** Pings the app's echohub clients each period; one that has not answered the previous ping is cut off. */
@@ -379,7 +418,11 @@ const WS_ERROR_LIMITS: Record<string, LimitName> = {
 /** An endpoint's `error` listener: counts protocol faults (1002, 1007, 1009) and logs one line. */
 export function socketError (registry: ConnectionRegistry, log: FastifyBaseLogger, conn: Connection, err: NodeJS.ErrnoException): void {
   const code = err.code ?? 'unknown'
-  if (code.startsWith('WS_ERR_')) {
+  const oversize = oversizeOf(err)
+  if (oversize !== undefined) {
+    registry.hit('oversize')
+    log.warn({ client: conn.peer, bytes: oversize.bytes, max_payload: oversize.limit }, `${oversize.reason}; connection closed with 1009`)
+  } else if (code.startsWith('WS_ERR_')) {
     registry.hit(WS_ERROR_LIMITS[code] ?? 'protocol_error')
     log.warn({ client: conn.peer, code, err: err.message }, 'client broke the protocol; connection closed')
   } else {
@@ -387,11 +430,12 @@ export function socketError (registry: ConnectionRegistry, log: FastifyBaseLogge
   }
 }
 
-/** A message over the endpoint's own cap (below the WebSocket server's): close 1009 and count it. */
-export function tooBig (registry: ConnectionRegistry, log: FastifyBaseLogger, socket: WebSocket, conn: Connection, maxPayload: number): void {
+/** A message over the endpoint's own cap (below the WebSocket server's): close 1009 with a reason naming the limit, and count it. */
+export function tooBig (registry: ConnectionRegistry, log: FastifyBaseLogger, socket: WebSocket, conn: Connection, maxPayload: number, bytes: number): void {
   registry.hit('oversize')
-  log.warn({ client: conn.peer, max_payload: maxPayload }, 'message too big; connection closed with 1009')
-  socket.close(1009, `message larger than ${maxPayload} bytes`)
+  const reason = oversizeReason(bytes, maxPayload)
+  log.warn({ client: conn.peer, bytes, max_payload: maxPayload }, `${reason}; connection closed with 1009`)
+  socket.close(1009, reason)
 }
 
 /**
@@ -412,10 +456,16 @@ export function addEndpoint (app: FastifyInstance, plugin: string, name: string)
  * A plain HTTP GET on a WebSocket path: with `?check`, the upgrade's admission without the upgrade
  * and without counting it (routes/check.ts); otherwise say how to connect instead of a bare 404.
  */
-export function upgradeRequired (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+export async function upgradeRequired (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
   if (isCheck(request)) {
-    const { registry, settings } = scopeOf(this)
-    return answerCheck(request, reply, (asked) => refusalFor(asked, registry, settings))
+    const scope = scopeOf(this)
+    const checks = upgradeChecks.get(this) ?? []
+    return await answerCheck(request, reply, async (asked) => {
+      const admitted = await admission(asked, scope, checks)
+      if (!('refusal' in admitted)) return undefined
+      withChallenge(reply, admitted.refusal)
+      return admitted.refusal
+    })
   }
   return sendRefusal(reply.header('upgrade', 'websocket'), REFUSALS.upgradeRequired(request.url, request.host))
 }
@@ -429,10 +479,15 @@ export function upgradeRequired (this: FastifyInstance, request: FastifyRequest,
 export function endpointPlugin<Options extends { maxPayload?: number }> (name: string, defaultMaxPayload: number, routes: FastifyPluginAsync<Options>) {
   const admitted: FastifyPluginAsync<Options> = async (child, opts) => {
     const scope = scopeOf(child)
+    const maxPayload = integerOption(name, opts, 'maxPayload', defaultMaxPayload, 1)
+    child.setErrorHandler(replyError)
     child.addHook('onRequest', async (request, reply) => {
       if (!request.ws) return
       if (scope.ownsWebsocket) rememberUpgrade(request, reply)
-      return await identifyUpgrade(request, reply, scope) ?? admit(request, reply, scope)
+      const admitted = await admission(request, scope, upgradeChecks.get(child) ?? [])
+      if ('refusal' in admitted) return refuseUpgrade(request, reply, scope.registry, admitted)
+      if (admitted.user !== undefined) requestUsers.set(request, admitted.user)
+      upgradeLimits.set(request.raw, maxPayload)
     })
     await routes(child, opts)
   }

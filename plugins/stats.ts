@@ -8,6 +8,7 @@ import { metricsRoutes } from '../routes/metrics.js'
 import { roomsRoutes } from '../routes/rooms.js'
 import { connectionsRoutes } from '../routes/connections.js'
 import { redactToken, redactedRequest } from '../src/auth/access.js'
+import { replyError } from '../routes/errors.js'
 import { REFUSALS } from '../src/refusals.js'
 import { knownOptions, type OptionKeys } from '../src/options.js'
 
@@ -22,6 +23,7 @@ export const stats = fp<StatsOptions>(async function statsPlugin (app: FastifyIn
   knownOptions('echohub-stats', opts, OPTION_KEYS)
   await ensureInfrastructure(app, 0)
   await app.register(async (scope) => {
+    scope.setErrorHandler(replyError)
     // Health stays open for load balancers; the figures need the token when one is set.
     await scope.register(healthRoutes)
     await scope.register(async (guarded) => {
@@ -30,7 +32,7 @@ export const stats = fp<StatsOptions>(async function statsPlugin (app: FastifyIn
       guarded.addHook('onRequest', async (request, reply) => {
         if (request.method === 'GET' || request.method === 'HEAD' || request.method === 'OPTIONS') return
         if (guarded.echohubAccess.mutationAllowed(request)) return
-        const refusal = REFUSALS.mutationNotAllowed(String(request.headers.origin))
+        const refusal = REFUSALS.mutationNotAllowed(String(request.headers.origin), guarded.echohubAccess.names.origins)
         guarded.echohub.hit(refusal.limit!)
         request.log.warn({ url: redactToken(request.url), origin: request.headers.origin }, 'admin request refused: origin not allowed')
         return sendRefusal(reply, refusal)

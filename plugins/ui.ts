@@ -8,6 +8,7 @@ import fastifyStatic from '@fastify/static'
 import { booleanOption, integerOption, pathOption, stringOption, describe, knownOptions, type OptionKeys } from '../src/options.js'
 import { DEFAULT_LIMITS } from '../src/limits.js'
 import { InvalidOptionError } from '../src/errors.js'
+import { replyError } from '../routes/errors.js'
 import { ENDPOINT_DEFAULTS } from '../src/limits.js'
 import { serversRoutes, type ServersInfo } from '../routes/servers.js'
 import { inspectRoutes } from '../routes/inspect.js'
@@ -106,6 +107,7 @@ const uiRoutes: FastifyPluginAsync<UiOptions> = async (app, opts) => {
   // A fixed list is checked now; a function's result on each call (a bad one answers 500).
   const fixed = Array.isArray(echoServers) ? echoList(echoServers) : undefined
 
+  app.setErrorHandler(replyError)
   const inspector = booleanOption(PLUGIN, opts, 'inspector', true)
   const publicFolder = findPublicFolder()
   if (inspector) {

@@ -1,4 +1,4 @@
-// The five places echohub relies on how `ws` and @fastify/websocket work inside, beyond their
+// The six places echohub relies on how `ws` and @fastify/websocket work inside, beyond their
 // documented API. Kept together, each with a test in test/ws-internals.test.ts that fails when a
 // new version changes the behaviour relied on (both packages are pinned with `~` for that reason).
 import type { FastifyReply, FastifyRequest } from 'fastify'
@@ -6,6 +6,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Socket } from 'node:net'
 import type { ServerOptions, WebSocket, WebSocketServer } from 'ws'
 import { DEFLATE_WINDOW_BITS } from '../src/transport/compression.js'
+import { oversizeReason } from '../src/format.js'
 import type { DirectWriter } from '../src/chat/core.js'
 
 /** The ServerResponse @fastify/websocket made for each upgrade that echohub's own @fastify/websocket handles. */
@@ -92,4 +93,52 @@ export type HandleProtocols = NonNullable<ServerOptions['handleProtocols']>
  */
 export function replaceHandleProtocols (server: WebSocketServer, make: (current: HandleProtocols | undefined) => HandleProtocols): void {
   server.options.handleProtocols = make(server.options.handleProtocols ?? undefined)
+}
+
+/** What ws's Receiver holds of the message it is reading: bytes announced so far (inflated, with compression). */
+interface ReceiverInternals {
+  _maxPayload: number
+  _totalPayloadLength: number
+  _messageLength: number
+  on: (event: 'error', listener: (err: NodeJS.ErrnoException) => void) => void
+  prependListener: (event: 'error', listener: (err: NodeJS.ErrnoException) => void) => void
+}
+
+/** A message too big for ws's own cap, as echohub told the client: its size and the limit named. */
+export interface Oversize {
+  bytes: number
+  limit: number
+  reason: string
+}
+
+/** The oversize each ws error stood for, for the endpoint's `error` listener to log. */
+const oversizes = new WeakMap<Error, Oversize>()
+
+/** What `explainOversize` told the client for this `error` of a socket, if it was a message too big. */
+export function oversizeOf (err: Error): Oversize | undefined {
+  return oversizes.get(err)
+}
+
+/**
+ * Gives a message over ws's own `maxPayload` a close reason. ws refuses such a message as soon as
+ * its header announces too many bytes (nothing of it is buffered), but closes with a bare 1009: a
+ * client cannot tell which limit it hit. Here the close frame names the size and the limit (the
+ * endpoint's, or ws's where that is lower); ws's own close that follows finds the socket closing
+ * and sends nothing more.
+ *
+ * Relies on: ws's Receiver emits `error` (code WS_ERR_UNSUPPORTED_MESSAGE_LENGTH) before the
+ * WebSocket closes and re-emits it, and keeps the bytes counted so far in `_totalPayloadLength`
+ * (`_messageLength` once inflated).
+ */
+export function explainOversize (socket: WebSocket, endpointLimit: number): void {
+  const receiver = (socket as unknown as { _receiver: ReceiverInternals | null })._receiver
+  if (receiver === null) return
+  receiver.prependListener('error', (err) => {
+    if (err.code !== 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' || socket.readyState !== socket.OPEN) return
+    const bytes = Math.max(receiver._totalPayloadLength, receiver._messageLength)
+    const limit = Math.min(endpointLimit, receiver._maxPayload > 0 ? receiver._maxPayload : endpointLimit)
+    const oversize = { bytes, limit, reason: oversizeReason(bytes, limit) }
+    oversizes.set(err, oversize)
+    socket.close(1009, oversize.reason)
+  })
 }

@@ -112,15 +112,15 @@ function connect () {
 }
 
 /**
- * A connection that never opened: ask the server why. Without the right token or from an origin
- * not on the list, trying again cannot help, so the page stops and says so; otherwise it retries
- * with the reason beside the countdown.
+ * A connection that never opened: ask the server why. A request the server refuses as it is (400),
+ * without the right credentials (401) or from an origin not on the list (403) would be refused
+ * again, so the page stops and says so; otherwise it retries with the reason beside the countdown.
  */
 async function explainRefusal (url) {
   const reason = await whyRefused(url)
   if (socket !== null) return // a new attempt began meanwhile (Reconnect now, back online)
   if (reason.status !== 200) log.add({ dir: 'info', type: 'refused', summary: `${reason.status === 0 ? '' : `HTTP ${reason.status}: `}${reason.message}`, tone: 'bad' })
-  if (reason.status === 401 || reason.status === 403) {
+  if (reason.status === 400 || reason.status === 401 || reason.status === 403) {
     setState('refused', reason.message)
     return
   }

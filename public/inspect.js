@@ -1,7 +1,7 @@
 // The inspector: the process's live connections (from the WebSocket `inspect/ws`, on this page's
 // own origin) and the frames of the one picked, both ways, with buttons that act on it. Everything
 // the server sends is put on the page with textContent, never parsed as HTML.
-import { $, FrameLog, clock, describeClose, el, formatBytes, hexField, wsUrl } from './common.js'
+import { $, FrameLog, clock, describeClose, el, formatBytes, hexField, whyRefused, withToken, wsUrl } from './common.js'
 
 const view = {
   state: $('#state'),
@@ -34,21 +34,25 @@ let retry = 1000
 
 function setState (state, detail = '') {
   view.state.dataset.state = state
-  view.state.textContent = { connecting: 'connecting…', open: 'connected', closed: 'disconnected' }[state]
+  view.state.textContent = { connecting: 'connecting…', open: 'connected', closed: 'disconnected', refused: 'refused' }[state]
   view.detail.textContent = detail
 }
 
 function connect () {
   setState('connecting')
-  // `inspect/ws` relative to this page, so a prefix moves both together.
+  // `inspect/ws` relative to this page, so a prefix moves both together. The page's `?token=` goes
+  // along, as on the other pages.
   const url = wsUrl(new URL('inspect/ws', location.href).pathname)
-  socket = new WebSocket(url)
-  socket.addEventListener('open', () => {
+  const ws = new WebSocket(withToken(url))
+  socket = ws
+  let opened = false
+  ws.addEventListener('open', () => {
+    opened = true
     retry = 1000
     setState('open')
     if (watching !== null) command({ type: 'watch', id: watching })
   })
-  socket.addEventListener('message', (event) => {
+  ws.addEventListener('message', (event) => {
     let msg
     try {
       msg = JSON.parse(event.data)
@@ -61,11 +65,31 @@ function connect () {
     else if (msg.type === 'result') showResult(msg)
     else if (msg.type === 'error') view.result.textContent = msg.message
   })
-  socket.addEventListener('close', (event) => {
-    setState('closed', `${describeClose(event.code, event.reason)}; retrying in ${retry / 1000} s`)
-    setTimeout(connect, retry)
-    retry = Math.min(retry * 2, 30000)
+  ws.addEventListener('close', (event) => {
+    if (opened) scheduleRetry(describeClose(event.code, event.reason))
+    else explainRefusal(url)
   })
+}
+
+/**
+ * A connection that never opened: ask the server why (a browser never sees a refused upgrade's
+ * status). Without the right token, without admin rights or from a host or origin the inspector
+ * does not serve, trying again cannot help: the page stops and shows the server's reason.
+ */
+async function explainRefusal (url) {
+  const reason = await whyRefused(url)
+  if (reason.status === 400 || reason.status === 401 || reason.status === 403) {
+    setState('refused', `${reason.message} (HTTP ${reason.status}; reload the page to try again)`)
+    return
+  }
+  // 426: the checks passed over plain HTTP (the upgrade failed some other way).
+  scheduleRetry(reason.status === 426 || reason.status === 200 ? 'could not connect' : reason.message)
+}
+
+function scheduleRetry (why) {
+  setState('closed', `${why}; retrying in ${retry / 1000} s`)
+  setTimeout(connect, retry)
+  retry = Math.min(retry * 2, 30000)
 }
 
 function command (msg) {

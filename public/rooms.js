@@ -15,7 +15,7 @@ export class Rooms {
     this.send = send
     this.view = view
     this.label = label
-    /** name -> { members: Set<number>, seq: number, joined: boolean } */
+    /** name -> { members: Set<number>, seq: number, joined: boolean, seqView?: the panel's seq element } */
     this.rooms = new Map()
     view.form.addEventListener('submit', (event) => {
       event.preventDefault()
@@ -102,8 +102,11 @@ export class Rooms {
     return value === '' ? null : value
   }
 
+  /** A room message's seq: the panel shows the last one seen, updated in place as messages arrive. */
   seen (name, seq, room = this.rooms.get(name)) {
-    if (room !== undefined && typeof seq === 'number' && seq > room.seq) room.seq = seq
+    if (room === undefined || typeof seq !== 'number' || seq <= room.seq) return
+    room.seq = seq
+    if (room.seqView !== undefined) room.seqView.textContent = `seq ${seq}`
   }
 
   render () {
@@ -112,7 +115,8 @@ export class Rooms {
       const item = el('li', 'room')
       const title = el('strong', '', name)
       const members = el('span', 'members', room.joined ? `members: ${[...room.members].map(this.label).join(', ') || 'none'}` : 'rejoining…')
-      const seq = el('span', 'hint', `seq ${room.seq}`)
+      const seq = el('span', 'hint seq', `seq ${room.seq}`)
+      room.seqView = seq
       const leave = el('button', '', 'Leave')
       leave.type = 'button'
       leave.addEventListener('click', () => this.send({ type: 'leave', room: name }))

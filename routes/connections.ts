@@ -21,11 +21,6 @@ export const connectionsRoutes: FastifyPluginAsync = async (app) => {
       done(Object.assign(new Error('the body is not valid JSON'), { statusCode: 400, code: 'invalid_body' }), undefined)
     }
   })
-  app.setErrorHandler((err: Error & { statusCode?: number, code?: string }, _request, reply) => {
-    const status = err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500
-    return reply.code(status).send({ error: status === 500 ? 'internal_error' : 'invalid_body', message: status === 500 ? 'the action failed' : err.message })
-  })
-
   app.get('/connections', async (_request, reply) => {
     reply.header('cache-control', 'no-store')
     return { connections: listConnections(registry) }

@@ -54,3 +54,8 @@ export function logsAt (log: object, level: 'info' | 'debug'): boolean {
   const l = log as { isLevelEnabled?: (level: string) => boolean }
   return typeof l.isLevelEnabled === 'function' && l.isLevelEnabled(level)
 }
+
+/** The close reason (and log line) for a message over a size limit: it names the size and the limit. */
+export function oversizeReason (bytes: number, limit: number): string {
+  return `message of ${bytes} bytes over the ${limit}-byte limit`
+}

@@ -12,6 +12,8 @@ export interface Refusal {
   retryAfter?: number
   /** The limit this refusal counts against in /stats, if any. */
   limit?: LimitName
+  /** More fields of the JSON body, between `error` and `message` (e.g. the lab's `control`). */
+  details?: Record<string, string | number>
 }
 
 /** What a client is told when it lacks the token. */
@@ -29,14 +31,33 @@ export const REFUSALS = {
   badCredentials: (error: 'invalid_token' | 'token_expired', message: string): Refusal => ({ status: 401, error, message, limit: 'auth' }),
   /** An admin route, a user who is no admin (identity on, no --auth-token). */
   adminRequired: (): Refusal => ({ status: 403, error: 'admin_required', message: 'this route is for admins: it needs a token whose "admin" claim is true', limit: 'auth' }),
-  /** A browser Origin not on the allowlist. */
-  originNotAllowed: (origin: string): Refusal => ({ status: 403, error: 'origin_not_allowed', message: `origin ${origin} is not allowed (see --origins)`, limit: 'origin' }),
+  /** A browser Origin not on the allowlist; `setting` names the list as the user set it (a flag or an option). */
+  originNotAllowed: (origin: string, setting = '--origins'): Refusal => ({ status: 403, error: 'origin_not_allowed', message: `origin ${origin} is not allowed (see ${setting})`, limit: 'origin' }),
   /** A page of another site tries to change something (POST /publish). */
-  mutationNotAllowed: (origin: string): Refusal => ({ status: 403, error: 'origin_not_allowed', message: `origin ${origin} may not change anything here: list it in --origins`, limit: 'origin' }),
+  mutationNotAllowed: (origin: string, setting = '--origins'): Refusal => ({ status: 403, error: 'origin_not_allowed', message: `origin ${origin} may not change anything here: list it in ${setting}`, limit: 'origin' }),
   /** The process-wide connection cap is full. */
   serverFull: (max: number): Refusal => ({ status: 503, error: 'server_full', message: `the server holds its maximum of ${max} connections`, retryAfter: RETRY_AFTER, limit: 'max_connections' }),
   /** One client address holds its share already. */
   tooManyConnections: (address: string, max: number): Refusal => ({ status: 429, error: 'too_many_connections', message: `${plainAddress(address)} already holds the maximum of ${max} connections`, retryAfter: RETRY_AFTER, limit: 'max_connections_per_ip' }),
+  /** A lab control with a bad value: the SPEC's `400 {"error":"invalid_control","control":...,"message":...}`. */
+  invalidControl: (control: string, message: string): Refusal => ({ status: 400, error: 'invalid_control', message, limit: 'invalid_control', details: { control } }),
+  /** A request body that is not JSON, or none where one is needed. */
+  invalidJson: (message: string): Refusal => ({ status: 400, error: 'invalid_json', message }),
+  /** A request body over the route's limit. */
+  bodyTooLarge: (limit: number): Refusal => ({ status: 413, error: 'body_too_large', message: `the body is over the ${limit}-byte limit` }),
+  /** A request body of a type the route does not read. */
+  unsupportedMediaType: (type: string | undefined): Refusal => ({ status: 415, error: 'unsupported_media_type', message: `send the body as JSON, with "Content-Type: application/json" (${type === undefined ? 'this request gave no Content-Type' : `not ${type}`})` }),
+  /** A request malformed in some other way. */
+  badRequest: (message: string): Refusal => ({ status: 400, error: 'bad_request', message }),
+  /** A route failed: the log has the error, the client a plain sentence. */
+  internalError: (): Refusal => ({ status: 500, error: 'internal_error', message: 'the server failed to answer this request; its log says why' }),
   /** A plain HTTP GET on a WebSocket path: say how to connect instead of a bare 404. */
   upgradeRequired: (url: string, host: string): Refusal => ({ status: 426, error: 'upgrade_required', message: `${url} is a WebSocket endpoint: connect with a WebSocket client, e.g. ws://${host}${url}` })
 } as const
+
+/** A refusal's JSON body: `{ error, ...details, message }`. */
+export function refusalBody (refusal: Refusal): Record<string, string | number> {
+  return refusal.details === undefined
+    ? { error: refusal.error, message: refusal.message }
+    : { error: refusal.error, ...refusal.details, message: refusal.message }
+}

@@ -4,6 +4,7 @@ import type { Page } from 'playwright-core'
 import { joinChat } from './helpers/chat.js'
 import { REDIS_URL, redisMissing, testPrefix } from './helpers/redis.js'
 import { newPage, portOf, skip, startServers as start } from './helpers/browser.js'
+import { SECRET, token } from './helpers/tokens.js'
 
 // Backoff starts at 1 s and the page may need a second try while the server restarts.
 const RECONNECT_WAIT_MS = 20_000
@@ -155,6 +156,7 @@ t.test('the chat page joins a room, shows its members as they change, and sends 
 
   node.ws.send(JSON.stringify({ type: 'message', room: 'lab', payload: 'to the room' }))
   await page.locator('#log .entry.in[data-type="message"]', { hasText: `[lab] client ${node.clientId}: to the room` }).waitFor()
+  t.equal(await page.textContent('#rooms .room .seq'), 'seq 1', 'the panel shows the room\'s seq as of its last message')
   await page.selectOption('#message-target', 'lab')
   await page.fill('#message', 'from the page')
   await page.press('#message', 'Enter')
@@ -164,6 +166,8 @@ t.test('the chat page joins a room, shows its members as they change, and sends 
     t.same([frame.room, frame.from, frame.seq], ['lab', pageId, 2], 'the page sends to the room it picked')
     break
   }
+  await page.locator('#log .entry.in[data-type="message"]', { hasText: '[lab] you: from the page' }).waitFor()
+  t.equal(await page.textContent('#rooms .room .seq'), 'seq 2', 'and keeps up with each message')
   node.ws.close()
   await page.locator('#rooms .room', { hasText: `members: ${pageId}` }).filter({ hasNotText: `, ${node.clientId}` }).waitFor()
   t.pass('presence leave shows too')
@@ -171,6 +175,26 @@ t.test('the chat page joins a room, shows its members as they change, and sends 
   await page.locator('#rooms').waitFor({ state: 'hidden' })
   t.pass('leave empties the list')
   noErrors(t, page)
+})
+
+t.test('with JWT identity and a bad token, the chat page says why and stops; the echo tester names a bad control', { skip }, async (t) => {
+  const hub = await start(t, ['--echo-port', '0', '--debug-port', '0', '--chat-port', '0', '--jwt-secret', SECRET])
+  const base = `http://127.0.0.1:${portOf(hub, 'chat')}`
+  const page = await openPage(t, base + '/?token=abc.def.ghi')
+  await page.waitForSelector('#state[data-state="refused"]')
+  t.match(await page.textContent('#state-detail'), /token/, 'the page shows the server\'s reason')
+  t.match(await page.locator('#log .entry[data-type="refused"]').first().textContent(), /HTTP 401: /)
+  t.equal(await page.isVisible('#reconnect-now'), true, 'and waits for the user instead of retrying')
+
+  // With a good JWT, the echo server's next check is the lab's controls.
+  const tester = await openPage(t, base + '/echo.html?token=' + await token({ sub: 'ada' }))
+  const echoUrl = `ws://127.0.0.1:${portOf(hub, 'echo')}/`
+  await tester.waitForFunction((url) => [...document.querySelectorAll('#target option')].some((o) => o.value === url), echoUrl)
+  await tester.fill('#url', echoUrl + '?delay=soon')
+  await tester.click('#connect')
+  await tester.waitForFunction(() => /^HTTP 400: /.test(document.querySelector('#state-detail')?.textContent ?? ''))
+  t.match(await tester.textContent('#state-detail'), /^HTTP 400: delay: must be a whole number/, 'the echo tester names the control')
+  noErrors(t, page, tester)
 })
 
 const noRedis = await redisMissing()

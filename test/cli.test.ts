@@ -187,7 +187,7 @@ t.test('--log-level silent prints nothing; warn keeps only problems', async (t) 
     if (level === 'silent') {
       t.same(printed, [], '--log-level silent: no line at all (banner, connections, shutdown are info)')
     } else {
-      t.same(printed.map((l) => [l.level, l.msg]), [[40, 'message too big; connection closed with 1009']], '--log-level warn: only the problem')
+      t.same(printed.map((l) => [l.level, l.msg]), [[40, 'message of 19 bytes over the 10-byte limit; connection closed with 1009']], '--log-level warn: only the problem')
     }
   }
 })

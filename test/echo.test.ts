@@ -186,9 +186,26 @@ t.test('a message over maxPayload closes the connection with 1009', async (t) =>
   ws.send('x'.repeat(1000))
   t.equal((await nextJson(ws)).original_message, 'x'.repeat(1000), 'a message at the cap is echoed')
   ws.send('x'.repeat(1001))
-  const { code } = await closed(ws)
-  t.equal(code, 1009)
+  const { code, reason } = await closed(ws)
+  t.same([code, reason], [1009, 'message of 1001 bytes over the 1000-byte limit'])
   t.equal(app.echohub.limitHits.oversize, 1, 'counted as an oversize close')
+})
+
+t.test('a message over the WebSocket server\'s own cap closes 1009 with a reason naming the limit, and the log says the same', async (t) => {
+  const lines: Array<Record<string, unknown>> = []
+  const sink = new Writable({ write (chunk, _enc, done) { lines.push(JSON.parse(String(chunk))); done() } })
+  const app = Fastify({ loggerInstance: pino({ level: 'info' }, sink) })
+  t.teardown(() => app.close())
+  await app.register(echo)
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  const ws = await connect(t, `ws://127.0.0.1:${(app.server.address() as { port: number }).port}/`)
+  ws.send(Buffer.alloc(1048577))
+  const { code, reason } = await closed(ws)
+  t.same([code, reason], [1009, 'message of 1048577 bytes over the 1048576-byte limit'])
+  await until(() => app.echohub.limitHits.oversize === 1, 'the hit to be counted')
+  const line = lines.find((l) => l.level === 40)
+  t.same([line?.msg, line?.bytes, line?.max_payload], ['message of 1048577 bytes over the 1048576-byte limit; connection closed with 1009', 1048577, 1048576], 'one warning with the same words')
+  t.notOk(lines.some((l) => /broke the protocol/.test(String(l.msg))), 'not called a protocol violation')
 })
 
 t.test('debug logs every frame once, each direction: text, and hex for binary', async (t) => {

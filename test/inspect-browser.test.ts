@@ -78,3 +78,20 @@ t.test('the inspector sends text and binary, pings and drops', { skip }, async (
   t.equal((await closed(device)).code, 1006, 'dropped: no close frame')
   t.same(errors, [], 'no uncaught errors in the page')
 })
+
+t.test('with --auth-token, the inspector passes its ?token= on; without it, it says why and stops', { skip }, async (t) => {
+  const hub = await startServers(t, ['--only', 'echo,chat', '--echo-port', '0', '--chat-port', '0', '--auth-token', 's3cret-token_42'])
+  const base = `http://127.0.0.1:${portOf(hub, 'chat')}`
+  const device = await connect(t, `ws://127.0.0.1:${portOf(hub, 'echo')}/?token=s3cret-token_42`)
+  const id = [...hub.registry.connections][0]!.id
+  const { page, errors } = await openInspector(t, `${base}/inspect?token=s3cret-token_42`)
+  await page.locator(`#connections tbody tr[data-id="${id}"]`).waitFor()
+  t.pass('with the token: connected, and the list shows the device')
+  t.notMatch(await page.textContent('body'), 's3cret', 'the token is not shown')
+
+  const refused = await newPage(t, `${base}/inspect`)
+  await refused.page.waitForSelector('#state[data-state="refused"]')
+  t.match(await refused.page.textContent('#state-detail'), /^a valid token is required.*\(HTTP 401; reload the page to try again\)$/, 'without it: the server\'s reason, and no retrying')
+  t.same([...errors, ...refused.errors], [], 'no uncaught errors in the pages')
+  device.close()
+})

@@ -4,7 +4,7 @@ import t from 'tap'
 import websocket from '@fastify/websocket'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { WebSocket } from 'ws'
-import { directSocket, raiseMaxPayload, releaseUpgrade, rememberUpgrade, replaceHandleProtocols } from '../plugins/ws-internals.js'
+import { directSocket, explainOversize, raiseMaxPayload, releaseUpgrade, rememberUpgrade, replaceHandleProtocols } from '../plugins/ws-internals.js'
 import { dataFrame, textFrame } from '../src/transport/frames.js'
 import { deflateMessage, PER_MESSAGE_DEFLATE } from '../src/transport/compression.js'
 import { closed, connect, listen, nextMessage } from './helpers/index.js'
@@ -152,4 +152,20 @@ t.test('replaceHandleProtocols: ws reads handleProtocols at each upgrade, so rep
   const answer = await rawUpgrade(t, port, '/', { 'Sec-WebSocket-Protocol': 'a, b, c' })
   if (!isUpgraded(answer)) throw new Error('not upgraded')
   t.equal(answer.headers['sec-websocket-protocol'], 'c', 'the replacement decided')
+})
+
+t.test('explainOversize: ws reports a message over its cap to the receiver\'s error listeners before it closes, so the close frame can carry a reason', async (t) => {
+  const { url } = await listen(t, async (app) => {
+    await app.register(websocket, { options: { maxPayload: 100 } })
+    app.get('/', { websocket: true }, (socket) => { explainOversize(socket, 1000) })
+  })
+  for (const [what, send] of [
+    ['one frame', (ws: WebSocket) => ws.send('x'.repeat(150))],
+    ['fragments', (ws: WebSocket) => { ws.send('x'.repeat(60), { fin: false }); ws.send('x'.repeat(60), { fin: true }) }]
+  ] as const) {
+    const ws = await connect(t, url)
+    send(ws)
+    const { code, reason } = await closed(ws)
+    t.same([code, reason], [1009, `message of ${what === 'one frame' ? 150 : 120} bytes over the 100-byte limit`], `${what}: the size and the lower of the two limits`)
+  }
 })

@@ -10,7 +10,20 @@ export interface AccessOptions {
   authToken: string | undefined
   /** Who each client is (signed tokens or a host app's `authenticate`); undefined: identity off. */
   identity?: Identity<RequestLike> | undefined
+  /** How messages name these settings: as the CLI's flags, or (default) as the plugin's options. */
+  namedBy?: 'flags' | 'options'
 }
+
+/** How a refusal names the setting that decides it, so a host app's user reads its own option's name. */
+export interface SettingNames {
+  /** `--origins`, or `the "origins" option` */
+  origins: string
+  /** `--auth-token`, or `the "authToken" option` */
+  authToken: string
+}
+
+const FLAG_NAMES: SettingNames = { origins: '--origins', authToken: '--auth-token' }
+const OPTION_NAMES: SettingNames = { origins: 'the "origins" option', authToken: 'the "authToken" option' }
 
 export interface RequestLike {
   headers: Record<string, string | string[] | undefined>
@@ -24,10 +37,13 @@ function digest (value: string): Buffer {
 export class AccessPolicy {
   readonly origins: '*' | ReadonlySet<string>
   readonly identity: Identity<RequestLike> | undefined
+  /** The names refusals give the settings: the CLI's flags or the plugin's options. */
+  readonly names: SettingNames
   readonly #tokenDigest: Buffer | undefined
 
   constructor (options: AccessOptions) {
     this.origins = options.origins === '*' ? '*' : new Set(options.origins.map((o) => o.toLowerCase()))
+    this.names = options.namedBy === 'flags' ? FLAG_NAMES : OPTION_NAMES
     this.#tokenDigest = options.authToken === undefined ? undefined : digest(options.authToken)
     this.identity = options.identity
   }

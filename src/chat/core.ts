@@ -31,7 +31,7 @@ import {
 import { TokenBucket } from './rate-limit.js'
 import { dataFrame, textFrame } from '../transport/frames.js'
 import { COMPRESSION_THRESHOLD, deflateMessage } from '../transport/compression.js'
-import { logsAt, preview } from '../format.js'
+import { logsAt, oversizeReason, preview } from '../format.js'
 import { publicUser, TOKEN_EXPIRED_CODE, TOKEN_EXPIRED_REASON, type User } from '../auth/user.js'
 import { roomAllowed } from '../auth/rooms.js'
 import { redactJwts } from '../auth/access.js'
@@ -298,8 +298,9 @@ export class ChatCore<Context = unknown> {
     if (socket.readyState !== OPEN) return
     if (data.length > maxPayload) {
       this.registry.hit('oversize')
-      log.warn({ client: conn.peer, max_payload: maxPayload }, 'message too big; connection closed with 1009')
-      socket.close(1009, `message larger than ${maxPayload} bytes`)
+      const reason = oversizeReason(data.length, maxPayload)
+      log.warn({ client: conn.peer, bytes: data.length, max_payload: maxPayload }, `${reason}; connection closed with 1009`)
+      socket.close(1009, reason)
       return
     }
     if (client.bucket !== undefined) {
