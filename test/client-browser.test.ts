@@ -168,3 +168,32 @@ t.test('in Chromium, after Redis restarts empty the client reports recovered:fal
   t.equal((await page.evaluate(async () => await window.chat.send('lab', 'new'))).seq, 1, 'seq starts again')
   noPageErrors(t)
 })
+
+t.test('the chat page runs on the client: its sends carry a key and are acked, and a dropped connection rejoins with since and epoch', { skip: chromiumSkip }, async (t) => {
+  const hub = await startChat(t)
+  const { page, errors } = await newPage(t, `${hub.http}/`)
+  await page.waitForSelector('#state[data-state="open"]')
+  const pageId = Number(await page.textContent('#client-id'))
+  await page.fill('#room-name', 'lab')
+  await page.press('#room-name', 'Enter')
+  await page.locator('#rooms .room', { hasText: 'members:' }).waitFor()
+  await page.selectOption('#message-target', 'lab')
+  await page.fill('#message', 'first')
+  await page.press('#message', 'Enter')
+  await page.locator('#log .entry.in[data-type="ack"]', { hasText: 'stored: id' }).waitFor()
+  const sent = JSON.parse((await page.locator('#log .entry.out[data-type="message"] .entry-raw').first().textContent())!) as Record<string, unknown>
+  t.match(sent, { type: 'message', room: 'lab', payload: 'first', key: /^[0-9a-f]{32}$/, ref: Number }, 'a key and a ref on the page\'s send')
+
+  const publisher = await joinChat(t, hub.ws)
+  publisher.ws.send('{"type":"join","room":"lab"}')
+  await drop(hub.http, pageId)
+  await page.waitForSelector('#state[data-state="waiting"]')
+  publisher.ws.send('{"type":"message","room":"lab","payload":"while away"}')
+  await page.waitForSelector('#state[data-state="open"]', { timeout: 10_000 })
+  await page.locator('#log .entry.in[data-type="message"]', { hasText: '[lab] client' }).filter({ hasText: 'while away' }).waitFor()
+  const rejoin = JSON.parse((await page.locator('#log .entry.out[data-type="join"] .entry-raw').last().textContent())!) as Record<string, unknown>
+  t.match(rejoin, { type: 'join', room: 'lab', since: 1, epoch: String }, 'rejoined with since and epoch')
+  await page.locator('#rooms .room .seq', { hasText: 'seq 2' }).waitFor()
+  t.pass('the panel follows the seq the client delivered')
+  t.same(errors, [], 'no uncaught errors in the page')
+})

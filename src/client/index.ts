@@ -283,7 +283,7 @@ export class ChatClient {
       this.#setState({ state: 'stopped', code: 0, reason: `bad url: ${(err as Error).message}` })
       return
     }
-    this.#setState({ state: 'connecting', attempt, url: base })
+    this.#setState({ state: 'connecting', attempt, url: withoutToken(base) })
     let socket: WebSocketLike
     try {
       this.#WebSocket ??= await webSocketClass()
@@ -761,6 +761,13 @@ function socketUrl (url: string): string {
   if (u.protocol === 'http:') u.protocol = 'ws:'
   else if (u.protocol === 'https:') u.protocol = 'wss:'
   if (u.protocol !== 'ws:' && u.protocol !== 'wss:') throw new Error(`${url} is not a ws:// or wss:// URL`)
+  return u.href
+}
+
+/** For showing: the URL with no token in it. */
+function withoutToken (url: string): string {
+  const u = new URL(url)
+  u.searchParams.delete('token')
   return u.href
 }
 
