@@ -3,7 +3,7 @@
 // with a heartbeat per instance, and a lost Redis degrades to local delivery until it is back.
 import { Redis } from 'ioredis'
 import { InvalidOptionError } from '../errors.js'
-import { DEFAULT_LIMITS, DEFAULT_REDIS_PREFIX } from '../limits.js'
+import { DEFAULT_REDIS_PREFIX } from '../limits.js'
 import { assembleMessage } from './messages.js'
 import { newEpoch } from './memory-adapter.js'
 import { DedupeCache } from './dedupe.js'
@@ -190,7 +190,7 @@ export class RedisAdapter implements ChatAdapter {
   async start (listener: AdapterListener, limits: AdapterLimits): Promise<void> {
     if (this.#started || this.#cmd !== undefined) throw new Error('RedisAdapter: start was called twice')
     this.#limits = { ...limits }
-    this.#localKeys = new DedupeCache(limits.dedupeWindow, Math.min(limits.dedupeMaxKeys, DEFAULT_LIMITS.dedupeMaxKeys), (n) => this.#listener?.onLimit?.('dedupe_evicted', n))
+    this.#localKeys = new DedupeCache(limits.dedupeWindow, limits.dedupeMaxKeys, (n) => this.#listener?.onLimit?.('dedupe_evicted', n))
     const cmd = this.#connection()
     const sub = this.#connection()
     this.#cmd = cmd
