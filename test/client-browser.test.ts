@@ -2,6 +2,10 @@
 // retried across a forced disconnect delivered once, a resume on another instance with no gap and
 // no duplicate, a token refreshed past its first exp, and a Redis restarted empty reported as epoch.
 import t, { type Test } from 'tap'
+import { readFileSync } from 'node:fs'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { fileURLToPath } from 'node:url'
 import type { Page } from 'playwright-core'
 import { newPage, skip as chromiumSkip } from './helpers/browser.js'
 import { drop, startChat, type Hub } from './helpers/client.js'
@@ -195,5 +199,22 @@ t.test('the chat page runs on the client: its sends carry a key and are acked, a
   t.match(rejoin, { type: 'join', room: 'lab', since: 1, epoch: String }, 'rejoined with since and epoch')
   await page.locator('#rooms .room .seq', { hasText: 'seq 2' }).waitFor()
   t.pass('the panel follows the seq the client delivered')
+  t.same(errors, [], 'no uncaught errors in the page')
+})
+
+t.test('the browser example of docs/client.md works as written, from a page of another origin', { skip: chromiumSkip }, async (t) => {
+  const hub = await startChat(t)
+  const doc = readFileSync(fileURLToPath(new URL('../docs/client.md', import.meta.url)), 'utf8')
+  const html = /## In a browser[\s\S]*?```html\n([\s\S]*?)```/.exec(doc)![1]!.replaceAll('localhost:5000', `127.0.0.1:${hub.port}`)
+  const site = createServer((_req, res) => res.writeHead(200, { 'content-type': 'text/html' }).end(html))
+  await new Promise<void>((resolve) => site.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise<void>((resolve) => site.close(() => resolve())))
+  const { page, errors } = await newPage(t, `http://127.0.0.1:${(site.address() as AddressInfo).port}/`)
+  await page.locator('#state', { hasText: /^connected as client \d+$/ }).waitFor()
+  await page.waitForFunction(() => window.document.querySelector('#text') !== null)
+  await page.fill('#text', 'hello from the example')
+  await page.press('#text', 'Enter')
+  await page.locator('#log li', { hasText: 'you: "hello from the example"' }).waitFor()
+  t.pass('it connects, joins, sends and shows the message')
   t.same(errors, [], 'no uncaught errors in the page')
 })
