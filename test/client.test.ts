@@ -178,6 +178,31 @@ t.test('after Redis restarts empty, a rejoin reports recovered:false with reason
   t.equal(ana.rooms()[0]!.seq, 1, 'and the client follows it')
 })
 
+t.test('a client connected while Redis restarts empty follows the new epoch: the next message is delivered', { skip: serverSkip ?? false }, async (t) => {
+  const redis = await ownRedis(t)
+  const { http, ws } = await startChat(t, ['--redis', redis.url])
+  const ana = client(t, ws)
+  const bob = client(t, ws)
+  const got = collect(ana)
+  await ana.join('lab')
+  await bob.join('lab')
+  for (const text of ['a', 'b']) await bob.send('lab', text)
+  await eventually(async () => got.length === 2, 'the first two')
+  const redisState = async () => ((await (await fetch(`${http}/health`)).json()) as { redis?: string }).redis
+  let told = false
+  ana.on('reset', () => { told = true })
+  ana.on('joined', (j) => { if (j.reason === 'epoch') told = true })
+  await redis.stop()
+  await eventually(async () => await redisState() === 'down', 'echohub to see Redis gone', 15_000)
+  await redis.start()
+  await eventually(async () => await redisState() !== 'down', 'echohub back on Redis', 15_000)
+  const sent = await bob.send('lab', 'new epoch')
+  t.equal(sent.seq, 1, 'the room counts again from 1')
+  await eventually(async () => got.length === 3, 'the new epoch\'s first message')
+  t.ok(told, 'the client was told: a reset, or a rejoin with reason epoch')
+  t.same(got.map((m) => [m.seq, m.payload]), [[1, 'a'], [2, 'b'], [1, 'new epoch']], 'delivered once, after the two before')
+})
+
 /** A server the test scripts: what the client sent, and a way to send it frames. */
 class ScriptedSocket implements WebSocketLike {
   static last: ScriptedSocket | undefined
