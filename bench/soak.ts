@@ -18,6 +18,12 @@ import { tuneGarbageCollector } from '../dist/app/heap.js'
 import { fmt, table } from './report.js'
 import { pinning, readJsonLines, startPinned, stopAll, waitExit, exited } from './servers.js'
 
+// `npm run soak -- --delivery`: the exactly-once delivery soak (soak-delivery.ts) instead.
+if (process.argv.includes('--delivery')) {
+  const { runDeliverySoak } = await import('./soak-delivery.js')
+  process.exit(await runDeliverySoak(process.argv.slice(2).filter((a) => a !== '--delivery')))
+}
+
 const { values: opt } = parseArgs({
   options: {
     minutes: { type: 'string', default: '10' },

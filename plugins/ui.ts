@@ -1,6 +1,6 @@
 // The browser pages: the chat page at `/`, the echo tester at `/echo.html`, their assets from the
 // package's public/ folder, and `GET /api/servers`, which tells the pages where the servers are.
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import type { FastifyPluginAsync } from 'fastify'
 import fp from 'fastify-plugin'
@@ -68,6 +68,15 @@ function findPublicFolder (): string {
   return found
 }
 
+/**
+ * echohub/client compiled: next to this module in the built package (dist/plugins → dist/src), or
+ * in dist/ when this module runs from the source tree (after `npm run build`).
+ */
+function findClientFile (): string | undefined {
+  const candidates = ['../src/client/index.js', '../dist/src/client/index.js'].map((p) => fileURLToPath(new URL(p, import.meta.url)))
+  return candidates.find((file) => existsSync(file))
+}
+
 function checkEchoServer (server: unknown, index: number): EchoServerInfo {
   const s = server as Partial<EchoServerInfo> | null
   const where = `echoServers[${index}]`
@@ -117,6 +126,15 @@ const uiRoutes: FastifyPluginAsync<UiOptions> = async (app, opts) => {
       peer: (request) => ({ ...clientPeer(request), path: request.url })
     })
   }
+
+  // The pages' client, as a module the browser imports: `import { connect } from './client.js'`.
+  const clientFile = findClientFile()
+  let clientCode: Buffer | undefined
+  app.get('/client.js', async (_request, reply) => {
+    if (clientFile === undefined) return reply.code(500).send({ error: 'client_missing', message: 'echohub/client is not built: run "npm run build"' })
+    clientCode ??= readFileSync(clientFile)
+    return reply.type('text/javascript; charset=utf-8').header('cache-control', 'no-cache').header('x-content-type-options', 'nosniff').send(clientCode)
+  })
 
   await app.register(serversRoutes, { read: () => ({ chat, stats: statsInfo, echo: fixed ?? echoList((echoServers as () => EchoServerInfo[])()) }) })
 

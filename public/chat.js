@@ -1,11 +1,11 @@
-// The chat page: one WebSocket to the chat endpoint that reconnects by itself with exponential
-// backoff, forms to send messages, custom events and raw frames, a log of every frame (as text),
-// and figures polled from /stats.
+// The chat page, on echohub's own client (client.js): one connection to the chat endpoint that
+// reconnects by itself with exponential backoff, rejoins its rooms and resends what was not acked;
+// forms to send messages, custom events and raw frames, a log of every frame (as text), and
+// figures polled from /stats.
+import { connect as connectChat } from './client.js'
 import { $, FrameLog, describeClose, fetchJson, formatBytes, formatDuration, loadServers, whyRefused, withToken, wsUrl } from './common.js'
 import { Rooms } from './rooms.js'
 
-const BACKOFF_FIRST_MS = 1000
-const BACKOFF_MAX_MS = 30000
 const STATS_EVERY_MS = 2000
 
 const view = {
@@ -39,7 +39,13 @@ const memberLabel = (id) => {
   const user = users.get(id)
   return user ? (user.name ?? user.id) : String(id)
 }
-const rooms = new Rooms(send, {
+
+const servers = await loadServers()
+const url = wsUrl(servers.chat.path)
+view.url.textContent = url
+// The page's token rides in the URL (?token=), as before; it is never shown.
+const chat = connectChat(withToken(url))
+const rooms = new Rooms(chat, {
   form: $('#room-form'),
   input: $('#room-name'),
   error: $('#room-error'),
@@ -47,13 +53,11 @@ const rooms = new Rooms(send, {
   target: $('#message-target')
 }, memberLabel)
 
-let socket = null
 let clientId = null
-let attempt = 0 // failed or dropped connections since the last welcome
-let retryTimer = 0
 let countdownTimer = 0
-let retryAt = 0
 let pingSentAt = 0
+/** Text the raw form is sending, so the log shows it as raw. */
+let rawText = null
 
 const STATE_LABELS = { connecting: 'connecting…', open: 'connected', waiting: 'disconnected', refused: 'refused' }
 
@@ -67,88 +71,81 @@ function setState (state, detail = '') {
   view.reconnectNow.hidden = state !== 'waiting' && state !== 'refused'
 }
 
-function connect () {
-  clearTimeout(retryTimer)
+chat.on('state', (s) => {
   clearInterval(countdownTimer)
-  const url = wsUrl(servers.chat.path)
-  view.url.textContent = url
-  setState('connecting', attempt > 0 ? `attempt ${attempt + 1}` : '')
-  let ws
-  try {
-    ws = new WebSocket(withToken(url))
-  } catch (err) {
-    log.add({ dir: 'info', type: 'error', summary: `cannot open ${url}: ${err.message}`, tone: 'bad' })
-    scheduleReconnect()
-    return
-  }
-  socket = ws
-  let opened = false
-  ws.addEventListener('open', () => {
-    if (socket !== ws) return
-    opened = true
-    setState('open', '')
-    log.add({ dir: 'info', type: 'open', summary: `connected to ${url}` })
-  })
-  ws.addEventListener('message', (event) => {
-    if (socket === ws) receive(event.data)
-  })
-  ws.addEventListener('close', (event) => {
-    if (socket !== ws) return
-    socket = null
-    clientId = null
-    view.clientId.textContent = '–'
-    rooms.disconnected()
-    const why = describeClose(event.code, event.reason)
-    log.add({ dir: 'info', type: 'close', summary: opened ? why : `could not connect (${why})`, tone: 'bad' })
-    if (event.code === 4401) {
-      // The same token would be refused again: say so instead of retrying.
-      setState('waiting', 'token expired: open this page with a new ?token= to connect again')
-      return
+  switch (s.state) {
+    case 'connecting':
+      setState('connecting', s.attempt > 0 ? `attempt ${s.attempt + 1}` : '')
+      break
+    case 'open':
+      setState('open', '')
+      break
+    case 'waiting': {
+      clientId = null
+      view.clientId.textContent = '–'
+      const why = describeClose(s.code, s.reason)
+      log.add({ dir: 'info', type: 'close', summary: s.opened ? why : `could not connect (${why})`, tone: 'bad' })
+      if (s.opened) countdown(s.delay)
+      else explainRefusal(s.delay)
+      break
     }
-    if (opened) scheduleReconnect()
-    else explainRefusal(url)
-  })
-  // 'error' is always followed by 'close', which does the work.
+    case 'stopped':
+      clientId = null
+      view.clientId.textContent = '–'
+      if (s.code === 4401) {
+        // The same token would be refused again: the client stopped; say so.
+        log.add({ dir: 'info', type: 'close', summary: describeClose(s.code, s.reason), tone: 'bad' })
+        setState('waiting', 'token expired: open this page with a new ?token= to connect again')
+      }
+      break
+  }
+})
+
+/** Counts down to the client's next attempt, with the reason first when there is one. */
+function countdown (delay, reason = '') {
+  const retryAt = Date.now() + delay
+  const tick = () => setState('waiting', `${reason ? reason + '; ' : ''}reconnecting in ${Math.max(0, Math.ceil((retryAt - Date.now()) / 1000))} s`)
+  tick()
+  clearInterval(countdownTimer)
+  countdownTimer = setInterval(tick, 1000)
 }
 
 /**
  * A connection that never opened: ask the server why. A request the server refuses as it is (400),
  * without the right credentials (401) or from an origin not on the list (403) would be refused
- * again, so the page stops and says so; otherwise it retries with the reason beside the countdown.
+ * again, so the page stops the client and says so; otherwise the client retries, with the reason
+ * beside the countdown.
  */
-async function explainRefusal (url) {
+async function explainRefusal (delay) {
+  const asked = Date.now()
+  countdown(delay)
   const reason = await whyRefused(url)
-  if (socket !== null) return // a new attempt began meanwhile (Reconnect now, back online)
+  if (chat.state.state !== 'waiting') return // a new attempt began meanwhile (Reconnect now, back online)
   if (reason.status !== 200) log.add({ dir: 'info', type: 'refused', summary: `${reason.status === 0 ? '' : `HTTP ${reason.status}: `}${reason.message}`, tone: 'bad' })
   if (reason.status === 400 || reason.status === 401 || reason.status === 403) {
+    chat.stop(reason.message)
+    clearInterval(countdownTimer)
     setState('refused', reason.message)
     return
   }
-  scheduleReconnect(reason.status === 200 ? '' : reason.message)
+  countdown(Math.max(0, delay - (Date.now() - asked)), reason.status === 200 ? '' : reason.message)
 }
 
-/** 1 s, 2 s, 4 s … up to 30 s, each ±20 % so clients dropped together do not return together. */
-function backoffDelay (failures) {
-  const base = Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** failures)
-  return Math.min(BACKOFF_MAX_MS, Math.round(base * (0.8 + Math.random() * 0.4)))
-}
+// Every frame both ways goes to the log as it crossed the socket (repeats included: the client
+// drops those before its message events).
+chat.on('frame', (f) => {
+  if (f.direction === 'in') receive(f.text)
+  else logOut(f.text)
+})
 
-function scheduleReconnect (reason = '') {
-  const delay = backoffDelay(attempt)
-  attempt += 1
-  retryAt = Date.now() + delay
-  const tick = () => setState('waiting', `${reason ? reason + '; ' : ''}reconnecting in ${Math.max(0, Math.ceil((retryAt - Date.now()) / 1000))} s`)
-  tick()
-  countdownTimer = setInterval(tick, 1000)
-  retryTimer = setTimeout(connect, delay)
-}
-
-function send (frame) {
-  if (!socket || socket.readyState !== WebSocket.OPEN) return false
-  const text = typeof frame === 'string' ? frame : JSON.stringify(frame)
-  socket.send(text)
-  log.add({ dir: 'out', type: typeof frame === 'string' ? 'raw' : frame.type, summary: summarizeOut(frame), raw: text })
-  return true
+function logOut (text) {
+  if (text === rawText) {
+    rawText = null
+    log.add({ dir: 'out', type: 'raw', summary: text.length > 120 ? text.slice(0, 120) + '…' : text, raw: text })
+    return
+  }
+  const frame = JSON.parse(text)
+  log.add({ dir: 'out', type: frame.type, summary: summarizeOut(frame), raw: text })
 }
 
 function summarizeOut (frame) {
@@ -198,18 +195,15 @@ function receive (data) {
       users.clear()
       if (frame.payload?.user) users.set(clientId, frame.payload.user)
       view.clientId.textContent = clientId === null ? '–' : frame.payload?.user ? `${clientId} (${memberLabel(clientId)})` : String(clientId)
-      attempt = 0 // a welcome means the server is really there: start the backoff again from 1 s
       summary = `you are ${frame.payload?.user ? memberLabel(clientId) + ', ' : ''}client ${clientId}${frame.payload?.message ? ' — ' + frame.payload.message : ''}`
-      rooms.connected()
       break
     case 'message':
-      rooms.receive(frame)
       summary = messageSummary(frame)
       tone = frame.from === clientId ? 'mine' : undefined
       break
     case 'joined':
       for (const [id, user] of Object.entries(frame.payload?.users ?? {})) users.set(Number(id), user)
-      summary = rooms.receive(frame)
+      summary = rooms.summary(frame)
       log.add({ dir: 'in', type, summary, raw: data })
       // The messages missed while away, each shown as it would have been live.
       for (const message of frame.payload?.history ?? []) {
@@ -218,10 +212,17 @@ function receive (data) {
       return
     case 'presence':
       if (frame.payload?.user) users.set(frame.payload.client_id, frame.payload.user)
-      summary = rooms.receive(frame)
+      summary = rooms.summary(frame)
       break
     case 'left':
-      summary = rooms.receive(frame)
+    case 'reset':
+      summary = rooms.summary(frame)
+      break
+    case 'ack':
+      summary = `${frame.payload?.duplicate ? 'already stored (a retry)' : 'stored'}: id ${frame.payload?.id}${typeof frame.payload?.seq === 'number' ? ', seq ' + frame.payload.seq : ''}`
+      break
+    case 'refreshed':
+      summary = frame.exp === null ? 'token refreshed' : `token refreshed, valid until ${new Date(frame.exp * 1000).toLocaleTimeString()}`
       break
     case 'history':
       summary = `${frame.room}: ${frame.payload?.length ?? 0} stored messages${frame.more ? ' (more kept)' : ''}`
@@ -234,7 +235,7 @@ function receive (data) {
       pingSentAt = 0
       break
     case 'error':
-      summary = rooms.receive(frame) ?? `${frame.payload?.code}: ${frame.payload?.message}`
+      summary = rooms.summary(frame) ?? `${frame.payload?.code}: ${frame.payload?.message}`
       tone = 'bad'
       break
   }
@@ -245,9 +246,14 @@ view.messageForm.addEventListener('submit', (event) => {
   event.preventDefault()
   const text = view.message.value
   if (text.trim() === '') return
+  if (chat.state.state !== 'open') return
   const room = rooms.target()
-  if (send(room === null ? { type: 'message', payload: text } : { type: 'message', room, payload: text })) view.message.value = ''
+  view.message.value = ''
   view.message.focus()
+  // Acked, or kept and sent again after a reconnect; a refusal is in the log as the server's error.
+  chat.send(room, text).catch((err) => {
+    if (err.code === 'timeout' || err.code === 'closed') log.add({ dir: 'info', type: 'error', summary: `not sent (${err.code}): ${text}`, tone: 'bad' })
+  })
 })
 
 view.eventForm.addEventListener('submit', (event) => {
@@ -262,7 +268,7 @@ view.eventForm.addEventListener('submit', (event) => {
     return showEventError('The payload must be a JSON object, like {"action": "hello"}.')
   }
   showEventError('')
-  send({ type: 'custom_event', payload })
+  chat.customEvent(payload).catch(() => {}) // the reply, or the error, is in the log
 })
 
 view.eventJson.addEventListener('keydown', (event) => {
@@ -279,20 +285,20 @@ function showEventError (message) {
 
 view.rawForm.addEventListener('submit', (event) => {
   event.preventDefault()
-  send(view.rawText.value)
+  rawText = view.rawText.value
+  if (!chat.sendRaw(rawText)) rawText = null
 })
 
 view.ping.addEventListener('click', () => {
-  if (send({ type: 'ping' })) pingSentAt = Date.now()
+  pingSentAt = Date.now()
+  chat.ping().catch(() => {})
 })
 
-view.reconnectNow.addEventListener('click', () => {
-  if (!socket) connect()
-})
+view.reconnectNow.addEventListener('click', () => chat.reconnect())
 
 // Back online (laptop woke up, Wi-Fi returned): do not wait out the backoff.
 window.addEventListener('online', () => {
-  if (!socket) connect()
+  if (chat.state.state === 'waiting') chat.reconnect()
 })
 
 view.showRaw.addEventListener('change', () => view.log.classList.toggle('show-raw', view.showRaw.checked))
@@ -357,6 +363,4 @@ document.addEventListener('visibilitychange', () => {
   else pollStats()
 })
 
-const servers = await loadServers()
-connect()
 pollStats()

@@ -1,18 +1,25 @@
-// The chat page's rooms: join and leave, each room's members as presence events change them, a
-// "to" choice for the message form, and resume after a reconnect: every room is joined again with
-// `since` = the last seq seen, so the server sends what was missed, once.
+// The chat page's rooms: join and leave, each room's members as presence events change them, its
+// last seq, and a "to" choice for the message form. The client (client.js) rejoins every room after
+// a reconnect with `since` and `epoch`, so the page gets what it missed, once; this panel shows it.
 import { el } from './common.js'
 
 const ROOM_NAME = /^[A-Za-z0-9_.:-]{1,64}$/
 
+/** What a joined frame's `reason` means, for the log. */
+const NOT_RECOVERED = {
+  epoch: 'the room\'s history started over: older messages are gone',
+  evicted: 'some older messages were no longer kept',
+  ahead: 'the room is behind the last message this page saw'
+}
+
 export class Rooms {
   /**
-   * `send(frame)` sends a frame (false when not connected); `view` holds the rooms panel's
-   * elements: form, input, error, list, and the message form's target select. `label(clientId)`
-   * names a member: its user's name when the server has identity on, else its client id.
+   * `chat` is the page's client; `view` holds the rooms panel's elements: form, input, error, list,
+   * and the message form's target select. `label(clientId)` names a member: its user's name when
+   * the server has identity on, else its client id.
    */
-  constructor (send, view, label = String) {
-    this.send = send
+  constructor (chat, view, label = String) {
+    this.chat = chat
     this.view = view
     this.label = label
     /** name -> { members: Set<number>, seq: number, joined: boolean, seqView?: the panel's seq element } */
@@ -25,18 +32,52 @@ export class Rooms {
         return
       }
       view.error.textContent = ''
-      if (this.send({ type: 'join', room: name })) view.input.value = ''
+      view.input.value = ''
+      this.join(name)
     })
+    chat.on('joined', (joined) => this.joined(joined))
+    chat.on('presence', (frame) => this.presence(frame))
+    chat.on('message', (message) => { if (typeof message.room === 'string') this.seen(message.room, message.seq) })
+    chat.on('reset', (reset) => this.seen(reset.room, 0))
+    chat.on('state', (state) => { if (state.state !== 'open') this.disconnected() })
+    // A rejoin refused after a reconnect (a token that no longer lists the room, a room limit).
+    chat.on('error', (error) => { if (typeof error.room === 'string' && this.rooms.has(error.room)) this.refused(error.room, error.code) })
     this.render()
   }
 
-  /** A welcome arrived (a new connection): join every room again, resuming after the last seq seen. */
-  connected () {
-    for (const [name, room] of this.rooms) {
-      room.joined = false
-      room.members.clear()
-      this.send(room.seq > 0 ? { type: 'join', room: name, since: room.seq } : { type: 'join', room: name })
-    }
+  join (name) {
+    this.chat.join(name).catch((err) => this.refused(name, err.code))
+  }
+
+  /** A join refused (room_limit, too_many_rooms, forbidden...) leaves no half-joined room behind. */
+  refused (name, code) {
+    if (this.rooms.delete(name)) this.render()
+    if (code === 'forbidden') this.view.error.textContent = `You are not allowed in this room (${name}): your token does not list it.`
+    else this.view.error.textContent = `Could not join ${name}: ${code}`
+  }
+
+  leave (name) {
+    this.chat.leave(name).catch(() => {}).finally(() => {
+      this.rooms.delete(name)
+      this.render()
+    })
+  }
+
+  joined (joined) {
+    const room = this.rooms.get(joined.room) ?? { members: new Set(), seq: 0, joined: false }
+    room.joined = true
+    room.members = new Set(joined.members)
+    // Where the client delivers from; the missed messages follow as message events.
+    room.seq = this.chat.rooms().find((r) => r.room === joined.room)?.seq ?? joined.seq
+    this.rooms.set(joined.room, room)
+    this.render()
+  }
+
+  presence (frame) {
+    const room = this.rooms.get(frame.room)
+    if (room === undefined) return
+    if (frame.payload.event === 'join') room.members.add(frame.payload.client_id)
+    else room.members.delete(frame.payload.client_id)
     this.render()
   }
 
@@ -45,52 +86,28 @@ export class Rooms {
     this.render()
   }
 
-  /** Room frames update the panel; returns a log summary for them, or undefined. */
-  receive (frame) {
-    // An error names its room inside the payload.
+  /** The log's line for a room frame (joined, left, presence, a forbidden error), or undefined. */
+  summary (frame) {
     const name = frame.type === 'error' ? frame.payload?.room : frame.room
     switch (frame.type) {
       case 'joined': {
-        const room = this.rooms.get(name) ?? { members: new Set(), seq: 0, joined: false }
-        room.joined = true
-        room.members = new Set(frame.payload?.members ?? [])
-        for (const message of frame.payload?.history ?? []) this.seen(name, message.seq, room)
-        room.seq = Math.max(room.seq, frame.payload?.seq ?? 0)
-        this.rooms.set(name, room)
-        this.render()
+        const members = frame.payload?.members?.length ?? 0
         const missed = frame.payload?.history?.length ?? 0
         const resumed = missed > 0 ? `, ${missed} missed message${missed === 1 ? '' : 's'} resumed` : ''
-        const lost = frame.payload?.recovered === false ? ' (some older messages were no longer kept)' : ''
-        return `joined ${name}: ${room.members.size} member${room.members.size === 1 ? '' : 's'}${resumed}${lost}`
+        const lost = frame.payload?.recovered === false ? ` (${NOT_RECOVERED[frame.payload.reason] ?? NOT_RECOVERED.evicted})` : ''
+        return `joined ${name}: ${members} member${members === 1 ? '' : 's'}${resumed}${lost}`
       }
       case 'left':
-        this.rooms.delete(name)
-        this.render()
         return `left ${name}`
       case 'presence': {
-        const room = this.rooms.get(name)
         const who = frame.payload?.client_id
-        if (room !== undefined) {
-          if (frame.payload?.event === 'join') room.members.add(who)
-          else room.members.delete(who)
-          this.render()
-        }
         const person = frame.payload?.user ? this.label(who) : `client ${who}`
         return `${name}: ${person} ${frame.payload?.event === 'join' ? 'joined' : 'left'} (${frame.payload?.count} now)`
       }
-      case 'message':
-        if (typeof name === 'string') this.seen(name, frame.seq)
-        return undefined
+      case 'reset':
+        return `${name}: the room's history started over (epoch ${frame.payload?.epoch}); seq counts again from ${frame.payload?.seq}`
       case 'error':
-        // A join refused (room_limit, too_many_rooms, forbidden...) leaves no half-joined room behind.
-        if (typeof name === 'string' && this.rooms.get(name)?.joined === false) {
-          this.rooms.delete(name)
-          this.render()
-        }
-        if (frame.payload?.code === 'forbidden') {
-          this.view.error.textContent = `You are not allowed in this room (${name}): your token does not list it.`
-          return `not allowed in this room: ${name}`
-        }
+        if (frame.payload?.code === 'forbidden') return `not allowed in this room: ${name}`
         return undefined
     }
     return undefined
@@ -102,9 +119,10 @@ export class Rooms {
     return value === '' ? null : value
   }
 
-  /** A room message's seq: the panel shows the last one seen, updated in place as messages arrive. */
-  seen (name, seq, room = this.rooms.get(name)) {
-    if (room === undefined || typeof seq !== 'number' || seq <= room.seq) return
+  /** A room message's seq as the client delivered it: the panel updates in place. */
+  seen (name, seq) {
+    const room = this.rooms.get(name)
+    if (room === undefined || typeof seq !== 'number') return
     room.seq = seq
     if (room.seqView !== undefined) room.seqView.textContent = `seq ${seq}`
   }
@@ -119,7 +137,7 @@ export class Rooms {
       room.seqView = seq
       const leave = el('button', '', 'Leave')
       leave.type = 'button'
-      leave.addEventListener('click', () => this.send({ type: 'leave', room: name }))
+      leave.addEventListener('click', () => this.leave(name))
       item.append(title, ' ', members, ' ', seq, ' ', leave)
       items.push(item)
     }

@@ -64,13 +64,26 @@ const open: number = app.echohub.connections.size
 const redis: RedisClient | string = 'redis://127.0.0.1:6379'
 console.log(open, InvalidOptionError.name, RedisAdapter.name, redis)
 `)
+  // The client entry point, as a Node program (or a page's bundle) uses it.
+  writeFileSync(join(project, 'client.ts'), `
+import { connect, ChatError, type ChatMessage, type SendResult } from 'echohub/client'
+
+const chat = connect('ws://127.0.0.1:5000/ws', { getToken: async () => 'a token', sendTimeout: 5000 })
+chat.on('message', (message: ChatMessage) => console.log(message.room, message.seq))
+chat.on('joined', (joined) => console.log(joined.recovered, joined.reason))
+chat.on('state', (state) => { if (state.state === 'open') console.log(state.clientId) })
+export async function hello (): Promise<SendResult | string> {
+  await chat.join('lab', { since: 0 })
+  return await chat.send('lab', { text: 'hi' }, { key: 'k1' }).catch((err: ChatError) => err.code)
+}
+`)
   return project
 }
 
 const packed = await pack()
 
 t.test('the package ships a LICENSE, built code and types, and no source maps to files it lacks', async (t) => {
-  for (const file of ['LICENSE', 'package.json', 'README.md', 'dist/index.js', 'dist/index.d.ts', 'dist/app/cli.js', 'public/index.html']) {
+  for (const file of ['LICENSE', 'package.json', 'README.md', 'dist/index.js', 'dist/index.d.ts', 'dist/app/cli.js', 'dist/src/client/index.js', 'dist/src/client/index.d.ts', 'public/index.html']) {
     t.ok(packed.files.includes(file), file)
   }
   t.same(packed.files.filter((f) => f.endsWith('.map')), [], 'no source maps')
@@ -85,12 +98,14 @@ t.test('the packed package.json has no script npm would run or flag when install
   t.equal(pkg.license, 'MIT')
 })
 
-t.test('a TypeScript consumer with default settings compiles against the packed types, and Node imports it', async (t) => {
+t.test('a TypeScript consumer with default settings compiles against the packed types (echohub and echohub/client), and Node imports both', async (t) => {
   const project = await consumer(packed.tarball)
   const compiled = await run(process.execPath, [tsc, '-p', project]).then(() => '', (err: { stdout: string }) => err.stdout)
   t.equal(compiled, '', 'tsc reports nothing (skipLibCheck off)')
   const { stdout } = await run(process.execPath, ['--input-type=module', '-e', "const m = await import('echohub'); console.log(typeof m.echo, typeof m.startEchohub)"], { cwd: project })
   t.equal(stdout, 'function function\n', 'the package loads from node_modules')
+  const client = await run(process.execPath, ['--input-type=module', '-e', "const m = await import('echohub/client'); console.log(typeof m.connect, typeof m.ChatError)"], { cwd: project })
+  t.equal(client.stdout, 'function function\n', 'echohub/client loads from node_modules')
 })
 
 t.test('the packed types import nothing from ioredis, whose own declarations need types a consumer lacks', async (t) => {
