@@ -19,6 +19,7 @@ import { parseControls, type Controls } from '../src/lab/controls.js'
 import { LabSession } from '../src/lab/session.js'
 import { onWatched } from '../src/lab/inspector.js'
 import { clientPeer, offerSubprotocols, subprotocolsOption } from './transport.js'
+import { conformanceOption, mountConformance, type ConformanceOptions } from './conformance.js'
 
 export interface EchoOptions {
   /** Where the envelope echo listens (default `/`). The plain echo is at `<path>/raw`. */
@@ -41,6 +42,8 @@ export interface EchoOptions {
   anyPath?: boolean
   /** Subprotocols accepted: `'*'` (default) the first a client offers, or a list (the first offered that is on it; none: no protocol header). */
   subprotocols?: '*' | string[]
+  /** The client conformance suite under `<path>/conformance` (off unless given): `true`, or `{ dir, maxAgents, maxRunning, cases }`. */
+  conformance?: boolean | ConformanceOptions
 }
 
 const PLUGIN = 'echohub-echo'
@@ -77,7 +80,8 @@ const OPTION_KEYS: OptionKeys<EchoOptions> = {
   raw: true,
   maxPayload: true,
   anyPath: true,
-  subprotocols: true
+  subprotocols: true,
+  conformance: true
 }
 
 function readOptions (opts: EchoOptions) {
@@ -90,6 +94,7 @@ function readOptions (opts: EchoOptions) {
     raw: booleanOption(PLUGIN, opts, 'raw', true),
     anyPath: booleanOption(PLUGIN, opts, 'anyPath', path === '/'),
     subprotocols: subprotocolsOption(PLUGIN, opts, '*', true),
+    conformance: conformanceOption(PLUGIN, opts.conformance),
     settings: {
       name: stringOption(PLUGIN, opts, 'name', DEFAULTS.name),
       serverInfo: stringOption(PLUGIN, opts, 'serverInfo', DEFAULTS.serverInfo),
@@ -126,8 +131,10 @@ type EchoSocket = WebSocket & { [kEcho]: EchoState }
 const stateOf = (socket: WebSocket): EchoState => (socket as EchoSocket)[kEcho]
 
 const echoRoutes: FastifyPluginAsync<EchoOptions> = async (app, opts) => {
-  const { path, raw, anyPath, subprotocols, settings } = readOptions(opts)
+  const { path, raw, anyPath, subprotocols, conformance, settings } = readOptions(opts)
   const registry = app.echohub
+  // Before the echo's own hooks, so the lab's controls never meet the suite's routes.
+  if (conformance !== undefined) await mountConformance(app, conformance, `${settings.name}-conformance`, path === '/' ? '/conformance' : `${path}/conformance`)
   const stats = addEndpoint(app, PLUGIN, settings.name)
   stats.limits.max_payload = settings.maxPayload
   const endpoint: EchoEndpoint = { registry, stats, settings, envelope: echoEnvelopeWriter(settings.serverInfo) }

@@ -57,7 +57,7 @@ const OPTION_KEYS: OptionKeys<UiOptions> = { chatPath: true, chatName: true, sta
  * public/ sits next to plugins/ in the source tree and next to dist/ in the built and the installed
  * package, so it is one or two levels up from this module.
  */
-function findPublicFolder (): string {
+export function findPublicFolder (): string {
   const candidates = ['../public/', '../../public/'].map((p) => fileURLToPath(new URL(p, import.meta.url)))
   const found = candidates.find((dir) => existsSync(dir + 'index.html'))
   if (found === undefined) throw new Error(`${PLUGIN}: the pages are missing; looked for index.html in ${candidates.join(' and ')}`)

@@ -28,7 +28,15 @@ export const DEFAULT_LIMITS = {
   /** An empty room is forgotten, history included, this many ms after its last member left. */
   roomTtl: 300000,
   /** An inspector page's unsent bytes past which its events are dropped (counted as inspector_dropped). */
-  inspectorMaxBuffered: 1024 * 1024
+  inspectorMaxBuffered: 1024 * 1024,
+  /** Agents whose conformance results are kept; a new one past it forgets the least recently updated. */
+  conformanceMaxAgents: 100,
+  /** Conformance cases running at once in the process (over: HTTP 503). */
+  conformanceMaxRunning: 8,
+  /** Bytes of wire log kept per conformance case. */
+  conformanceWireBytes: 16 * 1024,
+  /** Bytes of conformance results kept per agent. */
+  conformanceAgentBytes: 8 * 1024 * 1024
 } as const
 
 /**
@@ -54,7 +62,9 @@ export const LIMIT_NAMES = [
   'token_expired',
   'forbidden',
   'invalid_control',
-  'inspector_dropped'
+  'inspector_dropped',
+  'conformance_busy',
+  'conformance_evicted'
 ] as const
 
 export type LimitName = typeof LIMIT_NAMES[number]
