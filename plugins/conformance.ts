@@ -67,7 +67,6 @@ async function serviceFor (registry: ConnectionRegistry, opts: ConformanceOption
     }
     const engine = suiteEngine()
     if (cases !== undefined && engine.select(cases).length === 0) throw new InvalidOptionError(PLUGIN, 'cases', `selects no case: ${cases.join(',')}`)
-    let service!: ConformanceService
     const store = new AgentStore({
       dir,
       maxAgents,
@@ -80,7 +79,7 @@ async function serviceFor (registry: ConnectionRegistry, opts: ConformanceOption
       },
       onError: (what, err) => log.warn({ err }, `conformance: ${what}`)
     })
-    service = new ConformanceService({
+    const service: ConformanceService = new ConformanceService({
       engine,
       store,
       maxRunning,

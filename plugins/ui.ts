@@ -12,6 +12,7 @@ import { ENDPOINT_DEFAULTS } from '../src/limits.js'
 import { serversRoutes, type ServersInfo } from '../routes/servers.js'
 import { inspectRoutes } from '../routes/inspect.js'
 import { adminRefusal, ensureInfrastructure } from './registry.js'
+import { conformanceReports } from './conformance.js'
 
 export type { ServersInfo }
 
@@ -109,6 +110,9 @@ const uiRoutes: FastifyPluginAsync<UiOptions> = async (app, opts) => {
   }
 
   await app.register(serversRoutes, { read: () => ({ chat, stats: statsInfo, echo: fixed ?? echoList((echoServers as () => EchoServerInfo[])()) }) })
+  // The conformance page and its reports, for the suite any echo server of this registry runs.
+  await ensureInfrastructure(app, 0)
+  await app.register(conformanceReports(app, '/conformance'))
 
   // Under a prefix, `/prefix` must become `/prefix/`, or the pages' relative links miss.
   if (app.prefix !== '') {

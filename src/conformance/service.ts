@@ -84,6 +84,7 @@ const STORM_MS = 100
 const MAX_SIZE_LIMIT = 2 ** 31
 
 /** 1 to 128 characters, none of them a control character. */
+// eslint-disable-next-line no-control-regex
 const AGENT = /^[^\u0000-\u001f\u007f-\u009f]{1,128}$/u
 
 export interface Run {
