@@ -31,11 +31,13 @@ export interface ConformanceOptions {
   maxRunning?: number
   /** The server's selection, Autobahn's patterns (`['1.*', '7.*', 'R.*']`; default every case). */
   cases?: string[]
+  /** How long device mode waits for an agent's reconnect in R.3, R.4 and R.6, ms (default 60000). */
+  reconnectWindow?: number
 }
 
 const PLUGIN = 'echohub-conformance'
 export const DEFAULT_CONFORMANCE_DIR = join('.echohub', 'conformance')
-const OPTION_KEYS: OptionKeys<ConformanceOptions> = { dir: true, maxAgents: true, maxRunning: true, cases: true }
+const OPTION_KEYS: OptionKeys<ConformanceOptions> = { dir: true, maxAgents: true, maxRunning: true, cases: true, reconnectWindow: true }
 
 /** The suite of each registry: every app (and port) of a process shares one, so its agents and its running cap are the process's. */
 const services = new WeakMap<ConnectionRegistry, { service: ConformanceService, loaded: Promise<void>, places: SuitePlace[] }>()
@@ -61,6 +63,7 @@ async function serviceFor (registry: ConnectionRegistry, opts: ConformanceOption
     const dir = stringOption(PLUGIN, opts, 'dir', DEFAULT_CONFORMANCE_DIR)
     const maxAgents = integerOption(PLUGIN, opts, 'maxAgents', DEFAULT_LIMITS.conformanceMaxAgents, 1)
     const maxRunning = integerOption(PLUGIN, opts, 'maxRunning', DEFAULT_LIMITS.conformanceMaxRunning, 1)
+    const reconnectWindow = integerOption(PLUGIN, opts, 'reconnectWindow', 60000, 1)
     const cases = opts.cases
     if (cases !== undefined && (!Array.isArray(cases) || cases.length === 0 || !cases.every((c) => typeof c === 'string' && c !== ''))) {
       throw new InvalidOptionError(PLUGIN, 'cases', `must be a non-empty array of Autobahn patterns like ['1.*', '7.1.1'], got ${describe(cases)}`)
@@ -84,6 +87,7 @@ async function serviceFor (registry: ConnectionRegistry, opts: ConformanceOption
       store,
       maxRunning,
       patterns: cases,
+      reconnectWindowMs: reconnectWindow,
       hit: (limit) => registry.hit(limit),
       log: (level, fields, message) => log[level](fields, message)
     })
@@ -272,7 +276,10 @@ export async function mountConformance (app: FastifyInstance, opts: ConformanceO
   const stats = addEndpoint(app, PLUGIN, endpointName)
   tokenInPath(app, base)
   places.push({ server: app.server, base })
-  app.addHook('preClose', async () => service.close())
+  app.addHook('preClose', async () => {
+    service.close()
+    await service.store.flush()
+  })
   await app.register(suiteRoutes, { service, stats, base })
   await app.register(conformanceReports(app, base === '' ? '/conformance' : base))
 }
