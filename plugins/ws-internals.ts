@@ -1,4 +1,4 @@
-// The five places echohub relies on how `ws` and @fastify/websocket work inside, beyond their
+// The six places echohub relies on how `ws` and @fastify/websocket work inside, beyond their
 // documented API. Kept together, each with a test in test/ws-internals.test.ts that fails when a
 // new version changes the behaviour relied on (both packages are pinned with `~` for that reason).
 import type { FastifyReply, FastifyRequest } from 'fastify'
