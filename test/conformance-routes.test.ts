@@ -248,6 +248,12 @@ t.test('reports: JUnit per case and DELETE starts an agent over', async (t) => {
   t.equal((await fetch(`${http}/conformance/agents/ci`, { method: 'DELETE' })).status, 404)
   const crossSite = await fetch(`${http}/conformance/agents/ci2`, { method: 'DELETE', headers: { origin: 'https://evil.example' } })
   t.equal(crossSite.status, 403, 'another site\'s page may not delete')
+  // The page and its files on the echo port itself.
+  const page = await fetch(`${http}/conformance`)
+  t.equal(page.status, 200)
+  t.match(await page.text(), /<script type="module" src="conformance\/page\/conformance\.js">/)
+  for (const file of ['conformance.js', 'conformance.css', 'app.css', 'common.js']) t.equal((await fetch(`${http}/conformance/page/${file}`)).status, 200, file)
+  t.equal((await fetch(`${http}/conformance/page/index.html`)).status, 404)
 })
 
 t.test('the token as a path segment, for drivers that only append paths; it never reaches the logs', async (t) => {
