@@ -133,9 +133,9 @@ const stateOf = (socket: WebSocket): EchoState => (socket as EchoSocket)[kEcho]
 const echoRoutes: FastifyPluginAsync<EchoOptions> = async (app, opts) => {
   const { path, raw, anyPath, subprotocols, conformance, settings } = readOptions(opts)
   const registry = app.echohub
+  const stats = addEndpoint(app, PLUGIN, settings.name)
   // Before the echo's own hooks, so the lab's controls never meet the suite's routes.
   if (conformance !== undefined) await mountConformance(app, conformance, `${settings.name}-conformance`, path === '/' ? '/conformance' : `${path}/conformance`)
-  const stats = addEndpoint(app, PLUGIN, settings.name)
   stats.limits.max_payload = settings.maxPayload
   const endpoint: EchoEndpoint = { registry, stats, settings, envelope: echoEnvelopeWriter(settings.serverInfo) }
 
