@@ -9,6 +9,11 @@ import { device } from './helpers/device.js'
 import { sloppyEcho } from './helpers/conformance.js'
 import { verdictOf } from '../src/conformance/report.js'
 
+// The little of the DOM the functions run inside the page touch (this project compiles without lib.dom).
+interface PageElement { dataset: Record<string, string | undefined>, getAttribute: (name: string) => string | null, querySelector: (selector: string) => PageElement | null }
+declare const document: { querySelectorAll: (selector: string) => ArrayLike<PageElement> }
+declare class DOMParser { parseFromString (text: string, type: string): { querySelectorAll: (selector: string) => ArrayLike<PageElement> } }
+
 t.test('the page shows the agent\'s cases as they run, with the verdicts of the JSON report and of JUnit', { skip }, async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'echohub-conformance-page-'))
   t.teardown(() => rm(dir, { recursive: true, force: true }))
@@ -34,13 +39,13 @@ t.test('the page shows the agent\'s cases as they run, with the verdicts of the 
   t.same(expected, { '1.1.1': 'OK', '1.1.2': 'SKIPPED', '1.2.1': 'FAILED', 2.1: 'OK', 'R.3': 'OK' }, 'the JSON report')
 
   await page.waitForFunction((n) => document.querySelectorAll('#grid [data-verdict]').length === n, report.cases.length)
-  const shown = await page.$$eval('#grid button.cell', (cells) => Object.fromEntries(cells.map((c) => [(c as HTMLElement).dataset.case, (c as HTMLElement).dataset.verdict ?? null])))
+  const shown = await page.$$eval('#grid button.cell', (cells) => Object.fromEntries(cells.map((c) => [(c as unknown as PageElement).dataset.case, (c as unknown as PageElement).dataset.verdict ?? null])))
   t.same(shown, expected, 'the page\'s grid')
 
   const junit = await page.evaluate(async () => {
     const text = await (await fetch('conformance/agents/board-7/junit.xml')).text()
     const xml = new DOMParser().parseFromString(text, 'application/xml')
-    return Array.from(xml.querySelectorAll('testcase'), (tc) => ({
+    return Array.from(xml.querySelectorAll('testcase'), (tc: PageElement) => ({
       id: (tc.getAttribute('name') ?? '').split(' ')[0],
       failure: tc.querySelector('failure')?.getAttribute('message') ?? null,
       skipped: tc.querySelector('skipped') !== null

@@ -265,10 +265,20 @@ t.test('the token as a path segment, for drivers that only append paths; it neve
     await app.register(echo, { conformance: { dir } })
   }, { loggerInstance: logger })
   t.match(await ask(`${url}/conformance/getCaseCount`), { status: 401 })
+  t.match(await ask(`${url}/conformance/token/wrong/runCase?case=1&agent=d`), { status: 401 }, 'the same admission as every echo path')
   t.same((await ask(`${url}/conformance/token/sekrit-token-123/getCaseCount?cases=1.1.1`)).texts, ['1'])
   t.equal(await echoCase(`${url}/conformance/token/sekrit-token-123/runCase?case=1&cases=1.1.1&agent=d`), 1000)
   t.ok(lines.some((l) => l.includes('conformance client connected')))
   t.notOk(lines.some((l) => l.includes('sekrit-token-123')), 'no log line holds the token')
+})
+
+t.test('the suite\'s upgrades pass the same admission as every echo path: origin and caps', async (t) => {
+  const { base } = await suiteServer(t, { dir: await tempDir(t) }, { origins: ['https://ok.example'], maxConnectionsPerIp: 1 })
+  t.match(await ask(`${base}/runCase?case=1&agent=a`, { headers: { origin: 'https://evil.example' } }), { status: 403, body: { error: 'origin_not_allowed' } })
+  const sitting = new WebSocket(`${base}/runCase?casetuple=R.5&agent=a`)
+  t.teardown(() => sitting.terminate())
+  await new Promise((resolve, reject) => { sitting.once('open', resolve); sitting.once('error', reject) })
+  t.match(await ask(`${base}/runCase?case=1&agent=b`), { status: 429, body: { error: 'too_many_connections' } }, 'a case\'s connection counts against the caps')
 })
 
 t.test('--conformance-port serves the suite at the root of its own port; --no-conformance turns it off', async (t) => {
