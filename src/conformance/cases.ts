@@ -1,6 +1,6 @@
 // The suite: Autobahn's client cases in its order, then echohub's own device-resilience cases
 // (section R), with the pattern selection and the entry point that runs one case on an upgrade.
-import { CLOSE_NORMAL, runSpec, type CaseRun, type CaseSpec } from './engine.js'
+import { CLOSE_INVALID_PAYLOAD, CLOSE_NORMAL, runSpec, type CaseRun, type CaseSpec } from './engine.js'
 import { AUTOBAHN_CASES } from './cases-autobahn.js'
 import type { CaseResult, CaseUpgrade, RunOptions, SuiteCase } from './types.js'
 
@@ -21,6 +21,8 @@ const r1: CaseSpec = {
   deviceOnly: false,
   timeoutMs: HEARTBEAT_FOR_MS + PONG_WITHIN_MS + 3000,
   open: k => {
+    // the case decides when to close, not the arrival of the expected events
+    k.suppressClose = true
     k.expectedClose = { closedByMe: true, closeCode: [CLOSE_NORMAL], requireClean: true }
     const sent = new Map<string, number>()
     const rtts: number[] = []
@@ -86,6 +88,7 @@ const r2: CaseSpec = {
   deviceOnly: false,
   timeoutMs: 30000,
   open: k => {
+    k.suppressClose = true
     k.expectedClose = { closedByMe: true, closeCode: [CLOSE_NORMAL], requireClean: true }
     const max = k.state.maxSize as number | undefined
     const plan: Array<[number, boolean]> = []
@@ -99,6 +102,15 @@ const r2: CaseSpec = {
     k.result = 'Not every message came back within 20 s.'
     k.conn.closeAfter(20000)
     sendLarge(k)
+  },
+  judged: k => {
+    // a binary message echoed as text is not valid UTF-8: the connection was failed with 1007
+    const plan = k.state.plan as Array<[number, boolean]> | undefined
+    const step = k.state.step as number
+    if (k.behavior !== 'OK' && plan !== undefined && step < plan.length && k.conn.end.localCloseCode === CLOSE_INVALID_PAYLOAD) {
+      const [size, binary] = plan[step]!
+      k.result = `The ${size}-byte ${binary ? 'binary' : 'text'} message came back as text that is not valid UTF-8 (closed with 1007).`
+    }
   },
   onMessage: (k, payload, binary) => {
     const plan = k.state.plan as Array<[number, boolean]>
