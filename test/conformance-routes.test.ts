@@ -281,6 +281,20 @@ t.test('the suite\'s upgrades pass the same admission as every echo path: origin
   t.match(await ask(`${base}/runCase?case=1&agent=b`), { status: 429, body: { error: 'too_many_connections' } }, 'a case\'s connection counts against the caps')
 })
 
+t.test('shutdown ends a running case at once, judged on what it saw, and its result is on disk', async (t) => {
+  const dir = await tempDir(t)
+  // Were the case not ended, closing would wait out R.5's 60 s (the shutdown timeout is longer): the test would time out.
+  const { app, base } = await suiteServer(t, { dir }, { shutdownTimeout: 120000 })
+  const sitting = new WebSocket(`${base}/runCase?casetuple=R.5&agent=late`)
+  t.teardown(() => sitting.terminate())
+  await new Promise((resolve, reject) => { sitting.once('open', resolve); sitting.once('error', reject) })
+  const gone = new Promise((resolve) => sitting.once('close', resolve))
+  await app.close()
+  await gone
+  const kept = JSON.parse(await readFile(join(dir, 'late.json'), 'utf8'))
+  t.same(kept.results.map((r: any) => r.id), ['R.5'])
+})
+
 t.test('--conformance-port serves the suite at the root of its own port; --no-conformance turns it off', async (t) => {
   const dir = await tempDir(t)
   const parsed = parseConfig(['--host', '127.0.0.1', '--echo-port', '0', '--debug-port', '0', '--only', 'echo,echo-debug', '--conformance-port', '0', '--conformance-dir', dir, '--conformance-cases', '1.1.1,1.1.2'], {})
