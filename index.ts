@@ -1,6 +1,7 @@
 // echohub as a library: the Fastify plugins, the registry they share, and the composed servers.
 export { echo, ECHO_MAX_PAYLOAD, ECHO_HIGH_WATER, type EchoOptions } from './plugins/echo.js'
 export { stats, type StatsOptions } from './plugins/stats.js'
+export { conformance, type ConformanceOptions } from './plugins/conformance.js'
 export { chat, CustomEventError, CHAT_MAX_PAYLOAD, CHAT_RATE_LIMIT, CHAT_RATE_BURST, CHAT_MAX_BUFFERED, type ChatOptions, type CustomEventHandler, type CustomEventContext } from './plugins/chat.js'
 export { RedisAdapter, type RedisAdapterOptions, type AdapterLogger } from './src/chat/redis-adapter.js'
 export type { RedisClient } from './src/chat/redis-client.js'

@@ -11,6 +11,7 @@ import { stats } from '../plugins/stats.js'
 import cors from '@fastify/cors'
 import { chat } from '../plugins/chat.js'
 import { ui } from '../plugins/ui.js'
+import { conformance, type ConformanceOptions } from '../plugins/conformance.js'
 import { PortInUseError } from '../src/errors.js'
 import { VERSION } from '../src/version.js'
 import type { JwtOptions } from '../src/auth/jwt.js'
@@ -19,25 +20,42 @@ import { formatPeer } from '../src/format.js'
 import type { Server as TlsServer } from 'node:tls'
 import { RequestLines } from './logging.js'
 
+/** The servers a Config can start: the named ones, and the conformance suite's own port. */
+type ServerKind = ServerName | 'conformance'
+
 interface ServerDefinition {
   /** The Config key and flag that set this server's port. */
-  portKey: 'echoPort' | 'debugPort' | 'chatPort'
+  portKey: 'echoPort' | 'debugPort' | 'chatPort' | 'conformancePort'
   portFlag: string
   /** Paths a client connects to, shown in the start-up banner. */
   paths: Array<{ scheme: 'ws' | 'http', path: string }>
+  /** And these while the conformance suite is on. */
+  suitePaths?: Array<{ scheme: 'ws' | 'http', path: string }>
   /** Logs at debug by default: this server exists to show every frame. */
   verbose?: boolean
   /** `running`: the servers started so far, filled in as the others start. */
   setup: (app: FastifyInstance, config: Config, running: readonly RunningServer[]) => Promise<void>
 }
 
-const DEFINITIONS: Record<ServerName, ServerDefinition> = {
+/** The suite's settings for the echo servers, or false with --no-conformance. */
+function suiteOptions (config: Config): ConformanceOptions | false {
+  if (config.noConformance) return false
+  return {
+    dir: config.conformanceDir,
+    maxAgents: config.conformanceMaxAgents,
+    maxRunning: config.conformanceMaxRunning,
+    ...(config.conformanceCases === undefined ? {} : { cases: config.conformanceCases.split(',').map((p) => p.trim()).filter((p) => p !== '') })
+  }
+}
+
+const DEFINITIONS: Record<ServerKind, ServerDefinition> = {
   echo: {
     portKey: 'echoPort',
     portFlag: '--echo-port',
     paths: [{ scheme: 'ws', path: '/' }, { scheme: 'ws', path: '/raw' }],
+    suitePaths: [{ scheme: 'ws', path: '/conformance' }],
     async setup (app, config) {
-      await app.register(echo, { name: 'echo', serverInfo: config.serverInfo, maxPayload: config.echoMaxPayload, subprotocols: config.subprotocols ?? '*', labMaxOutput: config.labMaxOutput, labMaxBurst: config.labMaxBurst })
+      await app.register(echo, { name: 'echo', serverInfo: config.serverInfo, maxPayload: config.echoMaxPayload, subprotocols: config.subprotocols ?? '*', labMaxOutput: config.labMaxOutput, labMaxBurst: config.labMaxBurst, conformance: suiteOptions(config) })
     }
   },
   'echo-debug': {
@@ -46,13 +64,14 @@ const DEFINITIONS: Record<ServerName, ServerDefinition> = {
     paths: [{ scheme: 'ws', path: '/' }, { scheme: 'ws', path: '/raw' }],
     verbose: true,
     async setup (app, config) {
-      await app.register(echo, { name: 'echo-debug', serverInfo: `${config.serverInfo} (debug)`, welcome: true, debug: true, maxPayload: config.echoMaxPayload, subprotocols: config.subprotocols ?? '*', labMaxOutput: config.labMaxOutput, labMaxBurst: config.labMaxBurst })
+      await app.register(echo, { name: 'echo-debug', serverInfo: `${config.serverInfo} (debug)`, welcome: true, debug: true, maxPayload: config.echoMaxPayload, subprotocols: config.subprotocols ?? '*', labMaxOutput: config.labMaxOutput, labMaxBurst: config.labMaxBurst, conformance: suiteOptions(config) })
     }
   },
   chat: {
     portKey: 'chatPort',
     portFlag: '--chat-port',
     paths: [{ scheme: 'http', path: '/' }, { scheme: 'ws', path: '/ws' }],
+    suitePaths: [{ scheme: 'http', path: '/conformance' }],
     async setup (app, config, running) {
       // With --redis, every instance on that Redis and prefix is one chat (ioredis is loaded only then).
       const adapter = config.redis === undefined
@@ -79,11 +98,20 @@ const DEFINITIONS: Record<ServerName, ServerDefinition> = {
         .map((s) => ({ name: s.name, port: s.port, welcome: s.name === 'echo-debug' }))
       await app.register(ui, { echoServers, inspectorMaxBuffered: config.inspectorMaxBuffered })
     }
+  },
+  conformance: {
+    portKey: 'conformancePort',
+    portFlag: '--conformance-port',
+    paths: [{ scheme: 'ws', path: '/' }, { scheme: 'http', path: '/conformance' }],
+    async setup (app, config) {
+      const suite = suiteOptions(config)
+      if (suite !== false) await app.register(conformance, suite)
+    }
   }
 }
 
 export interface RunningServer {
-  name: ServerName
+  name: ServerKind
   app: FastifyInstance
   /** The port actually bound (differs from the configured one for port 0). */
   port: number
@@ -160,8 +188,11 @@ export async function startEchohub (config: Config, options: StartOptions): Prom
     await Promise.all(servers.map((s) => s.app.close()))
   }
   const jwt = jwtOptions(config)
-  for (const name of config.servers) {
+  const kinds: ServerKind[] = [...config.servers]
+  if (config.conformancePort !== undefined && !config.noConformance) kinds.push('conformance')
+  for (const name of kinds) {
     const def = DEFINITIONS[name]
+    const configuredPort = config[def.portKey] ?? 0
     const level = quieter(config.logLevel ?? (def.verbose === true ? 'debug' : 'info'), options.logger.level)
     // Routing stays on while closing, so /health can answer 503 "draining" and upgrades a JSON refusal.
     const logger = options.logger.child({ server: name }, { level })
@@ -196,16 +227,17 @@ export async function startEchohub (config: Config, options: StartOptions): Prom
       await app.register(cors, { origin: config.origins, methods: ['GET', 'HEAD'] })
       await def.setup(app, config, servers)
       await app.register(stats)
-      await listenQuietly(app, config.host, config[def.portKey])
+      await listenQuietly(app, config.host, configuredPort)
     } catch (err) {
       await app.close()
       await close()
-      if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') throw new PortInUseError(config[def.portKey], name, def.portFlag)
+      if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') throw new PortInUseError(configuredPort, name, def.portFlag)
       throw err
     }
     const address = app.server.address()
-    const port = typeof address === 'object' && address !== null ? address.port : config[def.portKey]
-    servers.push({ name, app, port, urls: clientUrls(config.host, port, def.paths, tls !== undefined) })
+    const port = typeof address === 'object' && address !== null ? address.port : configuredPort
+    const paths = config.noConformance ? def.paths : [...def.paths, ...def.suitePaths ?? []]
+    servers.push({ name, app, port, urls: clientUrls(config.host, port, paths, tls !== undefined) })
   }
   return { registry, servers, tls: tls?.info, close }
 }

@@ -20,6 +20,7 @@ import { parseControls, type Controls } from '../src/lab/controls.js'
 import { LabSession } from '../src/lab/session.js'
 import { onWatched } from '../src/lab/inspector.js'
 import { clientPeer, offerSubprotocols, subprotocolsOption } from './transport.js'
+import { conformanceOption, mountConformance, type ConformanceOptions } from './conformance.js'
 
 export interface EchoOptions {
   /** Where the envelope echo listens (default `/`). The plain echo is at `<path>/raw`. */
@@ -46,6 +47,8 @@ export interface EchoOptions {
   labMaxOutput?: number
   /** The most bytes a lab burst may ask for, `burst * burst_size` (default 268435456); more is refused 400 at the upgrade. */
   labMaxBurst?: number
+  /** The client conformance suite under `<path>/conformance` (off unless given): `true`, or `{ dir, maxAgents, maxRunning, cases }`. */
+  conformance?: boolean | ConformanceOptions
 }
 
 const PLUGIN = 'echohub-echo'
@@ -86,7 +89,8 @@ const OPTION_KEYS: OptionKeys<EchoOptions> = {
   anyPath: true,
   subprotocols: true,
   labMaxOutput: true,
-  labMaxBurst: true
+  labMaxBurst: true,
+  conformance: true
 }
 
 function readOptions (opts: EchoOptions) {
@@ -99,6 +103,7 @@ function readOptions (opts: EchoOptions) {
     raw: booleanOption(PLUGIN, opts, 'raw', true),
     anyPath: booleanOption(PLUGIN, opts, 'anyPath', path === '/'),
     subprotocols: subprotocolsOption(PLUGIN, opts, '*', true),
+    conformance: conformanceOption(PLUGIN, opts.conformance),
     settings: {
       name: stringOption(PLUGIN, opts, 'name', DEFAULTS.name),
       serverInfo: stringOption(PLUGIN, opts, 'serverInfo', DEFAULTS.serverInfo),
@@ -137,9 +142,11 @@ type EchoSocket = WebSocket & { [kEcho]: EchoState }
 const stateOf = (socket: WebSocket): EchoState => (socket as EchoSocket)[kEcho]
 
 const echoRoutes: FastifyPluginAsync<EchoOptions> = async (app, opts) => {
-  const { path, raw, anyPath, subprotocols, settings } = readOptions(opts)
+  const { path, raw, anyPath, subprotocols, conformance, settings } = readOptions(opts)
   const registry = app.echohub
   const stats = addEndpoint(app, PLUGIN, settings.name)
+  // Before the echo's own hooks, so the lab's controls never meet the suite's routes.
+  if (conformance !== undefined) await mountConformance(app, conformance, `${settings.name}-conformance`, path === '/' ? '/conformance' : `${path}/conformance`)
   stats.limits.max_payload = settings.maxPayload
   Object.assign(registry.limitSettings, { lab_max_output: settings.labMaxOutput, lab_max_burst: settings.maxBurst })
   const endpoint: EchoEndpoint = { registry, stats, settings, envelope: echoEnvelopeWriter(settings.serverInfo) }

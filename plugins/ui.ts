@@ -14,6 +14,7 @@ import { serversRoutes, type ServersInfo } from '../routes/servers.js'
 import { inspectRoutes } from '../routes/inspect.js'
 import { addEndpoint, adminLocalRefusal, adminRefusal, connectionCapRefusal, ensureInfrastructure } from './registry.js'
 import { clientPeer } from './transport.js'
+import { conformanceReports } from './conformance.js'
 
 export type { ServersInfo }
 
@@ -61,7 +62,7 @@ const OPTION_KEYS: OptionKeys<UiOptions> = { chatPath: true, chatName: true, sta
  * public/ sits next to plugins/ in the source tree and next to dist/ in the built and the installed
  * package, so it is one or two levels up from this module.
  */
-function findPublicFolder (): string {
+export function findPublicFolder (): string {
   const candidates = ['../public/', '../../public/'].map((p) => fileURLToPath(new URL(p, import.meta.url)))
   const found = candidates.find((dir) => existsSync(dir + 'index.html'))
   if (found === undefined) throw new Error(`${PLUGIN}: the pages are missing; looked for index.html in ${candidates.join(' and ')}`)
@@ -137,6 +138,9 @@ const uiRoutes: FastifyPluginAsync<UiOptions> = async (app, opts) => {
   })
 
   await app.register(serversRoutes, { read: () => ({ chat, stats: statsInfo, echo: fixed ?? echoList((echoServers as () => EchoServerInfo[])()) }) })
+  // The conformance page and its reports, for the suite any echo server of this registry runs.
+  await ensureInfrastructure(app, 0)
+  await app.register(conformanceReports(app, '/conformance'))
 
   // Under a prefix, `/prefix` must become `/prefix/`, or the pages' relative links miss.
   if (app.prefix !== '') {

@@ -156,3 +156,22 @@ export function explainOversize (socket: WebSocket, endpointLimit: number): void
     socket.close(1009, oversize.reason)
   })
 }
+
+/**
+ * Takes an upgrade's TCP socket from @fastify/websocket before ws answers it, for a route that
+ * speaks the protocol itself (the conformance suite): the reply is hijacked (so the library's
+ * handler never runs) and its ServerResponse detached from the socket. Call from a route's
+ * `preHandler` on an upgrade, after the admission hooks.
+ *
+ * Relies on: @fastify/websocket keeps the bytes read past the request's head on the raw request
+ * under a symbol described `ws-head`, and assigns the reply's ServerResponse to the TCP socket.
+ */
+export function takeUpgrade (request: FastifyRequest, reply: FastifyReply): { socket: Socket, head: Buffer, headers: IncomingMessage['headers'] } {
+  reply.hijack()
+  const raw = request.raw
+  const socket = raw.socket as Socket
+  reply.raw.detachSocket(socket)
+  const headKey = Object.getOwnPropertySymbols(raw).find((s) => s.description === 'ws-head')
+  const head = headKey === undefined ? undefined : (raw as unknown as Record<symbol, unknown>)[headKey]
+  return { socket, head: Buffer.isBuffer(head) ? head : Buffer.alloc(0), headers: raw.headers }
+}

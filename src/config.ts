@@ -75,6 +75,15 @@ export interface Config {
   compression: boolean
   /** Fastify's `trustProxy`: `true`, a hop count, or the proxies' addresses/CIDRs. */
   trustProxy: TrustProxy
+  /** The client conformance suite is off (`--no-conformance`). */
+  noConformance: boolean
+  /** A port serving the suite's routes at its root, for drivers that take only host and port. */
+  conformancePort: number | undefined
+  conformanceDir: string
+  conformanceMaxAgents: number
+  conformanceMaxRunning: number
+  /** The server's selection, Autobahn's patterns comma-separated; undefined: every case. */
+  conformanceCases: string | undefined
 }
 
 /** Which proxies' `X-Forwarded-For` is believed: none (`false`), any (`true`), the last N hops, or these addresses/CIDRs. */
@@ -140,6 +149,12 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'subprotocols', flag: 'subprotocols', env: 'SUBPROTOCOLS', kind: 'subprotocols', default: undefined, help: 'subprotocols the echo servers accept, comma-separated (default: the first a client offers)' },
   { key: 'chatSubprotocols', flag: 'chat-subprotocols', env: 'CHAT_SUBPROTOCOLS', kind: 'subprotocols', default: '', help: 'subprotocols the chat accepts, comma-separated (default: none)' },
   { key: 'compression', flag: 'compression', env: 'COMPRESSION', kind: 'switch', default: 'false', help: 'permessage-deflate on every server (messages from 1 KiB are compressed)' },
+  { key: 'noConformance', flag: 'no-conformance', env: 'NO_CONFORMANCE', kind: 'switch', default: 'false', help: 'turn the client conformance suite off (on by default at /conformance of the echo servers)' },
+  { key: 'conformancePort', flag: 'conformance-port', env: 'CONFORMANCE_PORT', kind: 'port', default: undefined, help: 'also serve the conformance suite at the root of this port (9001 is Autobahn\'s)' },
+  { key: 'conformanceDir', flag: 'conformance-dir', env: 'CONFORMANCE_DIR', kind: 'string', default: '.echohub/conformance', help: 'folder of the conformance results, one file per agent' },
+  { key: 'conformanceMaxAgents', flag: 'conformance-max-agents', env: 'CONFORMANCE_MAX_AGENTS', kind: 'count', min: 1, default: String(DEFAULT_LIMITS.conformanceMaxAgents), help: 'agents whose conformance results are kept (a new one forgets the least recently updated)' },
+  { key: 'conformanceMaxRunning', flag: 'conformance-max-running', env: 'CONFORMANCE_MAX_RUNNING', kind: 'count', min: 1, default: String(DEFAULT_LIMITS.conformanceMaxRunning), help: 'conformance cases running at once (over: HTTP 503)' },
+  { key: 'conformanceCases', flag: 'conformance-cases', env: 'CONFORMANCE_CASES', kind: 'string', default: undefined, help: 'the conformance cases served, Autobahn\'s patterns comma-separated (default: all)' },
   { key: 'trustProxy', flag: 'trust-proxy', env: 'TRUST_PROXY', kind: 'trustProxy', default: 'false', help: 'take the client address from X-Forwarded-For: alone (any proxy), a hop count, or the proxies\' addresses/CIDRs' }
 ]
 

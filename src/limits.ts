@@ -42,7 +42,15 @@ export const DEFAULT_LIMITS = {
   /** The most a lab burst may ask for, `burst * burst_size` bytes (over: 400 invalid_control). */
   labMaxBurst: 256 * 1024 * 1024,
   /** Pings and pongs one client may send in a second (over: close 1008, control_flood); 0 turns it off. */
-  maxControlFrames: 100
+  maxControlFrames: 100,
+  /** Agents whose conformance results are kept; a new one past it forgets the least recently updated. */
+  conformanceMaxAgents: 100,
+  /** Conformance cases running at once in the process (over: HTTP 503). */
+  conformanceMaxRunning: 8,
+  /** Bytes of wire log kept per conformance case. */
+  conformanceWireBytes: 16 * 1024,
+  /** Bytes of conformance results kept per agent. */
+  conformanceAgentBytes: 8 * 1024 * 1024
 } as const
 
 /**
@@ -74,7 +82,9 @@ export const LIMIT_NAMES = [
   'history_evicted',
   'dedupe_evicted',
   'lab_output',
-  'control_flood'
+  'control_flood',
+  'conformance_busy',
+  'conformance_evicted'
 ] as const
 
 export type LimitName = typeof LIMIT_NAMES[number]

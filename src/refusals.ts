@@ -59,7 +59,15 @@ export const REFUSALS = {
   /** A route failed: the log has the error, the client a plain sentence. */
   internalError: (): Refusal => ({ status: 500, error: 'internal_error', message: 'the server failed to answer this request; its log says why' }),
   /** A plain HTTP GET on a WebSocket path: say how to connect instead of a bare 404. */
-  upgradeRequired: (url: string, host: string): Refusal => ({ status: 426, error: 'upgrade_required', message: `${url} is a WebSocket endpoint: connect with a WebSocket client, e.g. ws://${host}${url}` })
+  upgradeRequired: (url: string, host: string): Refusal => ({ status: 426, error: 'upgrade_required', message: `${url} is a WebSocket endpoint: connect with a WebSocket client, e.g. ws://${host}${url}` }),
+  /** The conformance suite: a path that is none of its routes. */
+  conformanceNotFound: (op: string): Refusal => ({ status: 404, error: 'not_found', message: `no conformance route "${op}": use getCaseCount, getCaseInfo, runCase, getCaseStatus, updateReports or next` }),
+  /** The conformance suite: a query it cannot take (agent, case, cases, max_size). */
+  conformanceInvalid: (message: string): Refusal => ({ status: 400, error: 'invalid_request', message }),
+  /** The conformance suite: a second connection for an agent while one of its cases runs. */
+  conformanceAgentBusy: (agent: string, caseId: string): Refusal => ({ status: 409, error: 'agent_busy', message: `a case of agent ${JSON.stringify(agent)} runs now (${caseId}): one connection at a time per agent` }),
+  /** The conformance suite: as many cases run as it may run at once. */
+  conformanceBusy: (max: number): Refusal => ({ status: 503, error: 'conformance_busy', message: `${max} conformance cases run already (see --conformance-max-running)`, retryAfter: RETRY_AFTER, limit: 'conformance_busy' })
 } as const
 
 /** A refusal's JSON body: `{ error, ...details, message }`. */

@@ -23,7 +23,7 @@ t.test('runs echo and echo-debug on their own ports over one registry', async (t
   t.same(hub.servers.map((s) => s.name), ['echo', 'echo-debug'])
   const [echoServer, debugServer] = hub.servers
   t.not(echoServer!.port, debugServer!.port)
-  t.same(echoServer!.urls, [`ws://127.0.0.1:${echoServer!.port}/`, `ws://127.0.0.1:${echoServer!.port}/raw`])
+  t.same(echoServer!.urls, [`ws://127.0.0.1:${echoServer!.port}/`, `ws://127.0.0.1:${echoServer!.port}/raw`, `ws://127.0.0.1:${echoServer!.port}/conformance`])
 
   const plain = await connect(t, `ws://127.0.0.1:${echoServer!.port}/`)
   plain.send('hi')
@@ -41,7 +41,7 @@ t.test('runs echo and echo-debug on their own ports over one registry', async (t
 
   const stats = await (await fetch(`http://127.0.0.1:${echoServer!.port}/stats`)).json() as Record<string, any>
   t.equal(stats.server_info, `echohub ${VERSION}`)
-  t.same(Object.keys(stats.endpoints), ['echo', 'echo-debug'], '/stats on one port covers every server')
+  t.same(Object.keys(stats.endpoints), ['echo', 'echo-conformance', 'echo-debug', 'echo-debug-conformance'], '/stats on one port covers every server (and the conformance suite on each)')
   t.equal(stats.connections.current, 2)
 })
 

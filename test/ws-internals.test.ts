@@ -4,7 +4,8 @@ import t from 'tap'
 import websocket from '@fastify/websocket'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { WebSocket } from 'ws'
-import { allowPendingPongs, directSocket, explainOversize, raiseMaxPayload, releaseUpgrade, rememberUpgrade, replaceHandleProtocols } from '../plugins/ws-internals.js'
+import { allowPendingPongs, directSocket, explainOversize, raiseMaxPayload, releaseUpgrade, rememberUpgrade, replaceHandleProtocols, takeUpgrade } from '../plugins/ws-internals.js'
+import { connect as netConnect } from 'node:net'
 import { dataFrame, textFrame } from '../src/transport/frames.js'
 import { deflateMessage, PER_MESSAGE_DEFLATE } from '../src/transport/compression.js'
 import { closed, connect, listen, nextMessage } from './helpers/index.js'
@@ -190,4 +191,37 @@ t.test('explainOversize: ws reports a message over its cap to the receiver\'s er
     const { code, reason } = await closed(ws)
     t.same([code, reason], [1009, `message of ${what === 'one frame' ? 150 : 120} bytes over the 100-byte limit`], `${what}: the size and the lower of the two limits`)
   }
+})
+
+t.test('takeUpgrade: @fastify/websocket keeps the bytes read past the head under "ws-head", and a hijacked upgrade is the route\'s alone', async (t) => {
+  let handlerRan = false
+  const { port } = await listen(t, async (app) => {
+    await app.register(websocket)
+    app.route({
+      method: 'GET',
+      url: '/own',
+      preHandler: async (request, reply) => {
+        const { socket, head, headers } = takeUpgrade(request, reply)
+        // The route answers the handshake itself, and sends back what came after the request.
+        socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-Key: ${String(headers['sec-websocket-key'])}\r\n\r\n`)
+        socket.end(head)
+        return reply
+      },
+      handler: async () => 'plain',
+      wsHandler: () => { handlerRan = true }
+    })
+  })
+  const answer = await new Promise<string>((resolve, reject) => {
+    const socket = netConnect(port, '127.0.0.1', () => {
+      socket.write('GET /own HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\nEARLY-BYTES')
+    })
+    let got = ''
+    socket.on('data', (chunk) => { got += chunk.toString('latin1') })
+    socket.on('end', () => resolve(got))
+    socket.on('error', reject)
+  })
+  t.match(answer, /^HTTP\/1\.1 101 Switching Protocols\r\n/, 'only the route answered')
+  t.match(answer, /X-Key: dGhlIHNhbXBsZSBub25jZQ==/)
+  t.ok(answer.endsWith('\r\n\r\nEARLY-BYTES'), 'the head reached the route')
+  t.notOk(handlerRan, 'ws never took the upgrade')
 })
