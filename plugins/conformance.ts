@@ -6,7 +6,7 @@ import { EventEmitter } from 'node:events'
 import { join } from 'node:path'
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import type { WebSocket } from 'ws'
-import { addEndpoint, endpointPlugin, releaseUpgrade, requestUser, requireAdmin, sendRefusal } from './registry.js'
+import { addEndpoint, endpointPlugin, releaseUpgrade, requestUser, requireAdmin, requireClientAdmin, sendRefusal } from './registry.js'
 import { findPublicFolder } from './ui.js'
 import { takeUpgrade } from './ws-internals.js'
 import { clientPeer } from './transport.js'
@@ -293,14 +293,8 @@ export function conformanceReports (app: FastifyInstance, base: string) {
       read: () => conformanceOf(registry),
       publicFolder: findPublicFolder(),
       admin: async (request, reply) => await requireAdmin(scope, request, reply),
-      // DELETE changes something: refused to other sites' pages, as the admin POSTs are.
-      mutation: async (request, reply) => {
-        if (scope.echohubAccess.mutationAllowed(request)) return undefined
-        const refusal = REFUSALS.mutationNotAllowed(String(request.headers.origin))
-        registry.hit(refusal.limit!)
-        request.log.warn({ url: redactToken(request.url), origin: request.headers.origin }, 'admin request refused: origin not allowed')
-        return sendRefusal(reply, refusal)
-      }
+      // DELETE acts on one agent: the admin credential, this machine only while none is set, the admin Origin rule.
+      mutation: async (request, reply) => await requireClientAdmin(scope, request, reply)
     })
   }
 }

@@ -98,7 +98,7 @@ export const conformanceReportRoutes: FastifyPluginAsync<ConformanceReportOption
 
   await app.register(async (reports) => {
     reports.addHook('onRequest', async (request, reply) => {
-      if (request.method === 'DELETE') return await opts.admin(request, reply) ?? await opts.mutation(request, reply)
+      if (request.method === 'DELETE') return await opts.mutation(request, reply)
       return await opts.admin(request, reply)
     })
 
