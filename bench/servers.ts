@@ -92,9 +92,9 @@ export const pinning: { ok: boolean, why?: string } = (() => {
 export const serverNodeFlags: string[] = []
 
 /** Starts `node script args` pinned to `core`; `script` is relative to the compiled bench. */
-export function startPinned (core: number, script: string, args: string[], options: SpawnOptions, nodeFlags: string[] = []): ChildProcess {
+export function startPinned (core: number | null, script: string, args: string[], options: SpawnOptions, nodeFlags: string[] = []): ChildProcess {
   const file = path.isAbsolute(script) ? script : path.join(BENCH_DIR, script)
-  const [cmd, argv] = pinning.ok
+  const [cmd, argv] = pinning.ok && core !== null
     ? ['taskset', ['-c', String(core), process.execPath, ...nodeFlags, file, ...args]]
     : [process.execPath, [...nodeFlags, file, ...args]]
   // A server runs on Redis only when its arguments say so: REDIS_URL from the environment (CI sets
@@ -194,8 +194,8 @@ function echohubArgs (scale: Scale): string[] {
   ]
 }
 
-async function startEchohubProcess (server: Server, args: string[], healthPorts: number[]): Promise<string | null> {
-  const child = startPinned(0, CLI, args, { stdio: ['ignore', 'pipe', 'pipe'] }, serverNodeFlags)
+async function startEchohubProcess (server: Server, args: string[], healthPorts: number[], core: number | null = 0): Promise<string | null> {
+  const child = startPinned(core, CLI, args, { stdio: ['ignore', 'pipe', 'pipe'] }, serverNodeFlags)
   collectOutput(child, server)
   for (const port of healthPorts) { // the servers of one process come up one after another
     const why = await healthy(child, server, port)
@@ -226,15 +226,25 @@ export async function startEchohub (scale: Scale, transport: Transport = { tls: 
 }
 
 /** Two echohub chat processes on one Redis, under a key prefix of this run's own. */
-export async function startEchohubPair (scale: Scale): Promise<Server> {
-  const server = newServer('echohub x2', 'echohub')
+export function startEchohubPair (scale: Scale): Promise<Server> {
+  return startEchohubGroup(scale, 2, 'echohub x2')
+}
+
+let groups = 0
+
+/**
+ * `n` echohub chat processes on one Redis, under a key prefix of their own. Two share core 0; more
+ * (the 100,000-connection scenario) are left to the scheduler, as their load generators are.
+ */
+export async function startEchohubGroup (scale: Scale, n: number, name: ServerName): Promise<Server> {
+  const server = newServer(name, 'echohub')
   if (!existsSync(CLI)) return { ...server, missing: 'dist/app/cli.js not found (run npm run build)' }
-  const prefix = `echohub-bench-${process.pid}:`
-  for (let i = 0; i < 2; i++) {
+  const prefix = `echohub-bench-${process.pid}-${++groups}:`
+  for (let i = 0; i < n; i++) {
     const chatPort = await freePort()
     const args = [...echohubArgs(scale), '--only', 'chat', '--chat-port', String(chatPort), '--redis', REDIS_URL, '--redis-prefix', prefix]
-    server.command = `echohub ${args.join(' ')} (x2)`
-    const why = await startEchohubProcess(server, args, [chatPort])
+    server.command = `echohub ${args.join(' ')} (x${n})`
+    const why = await startEchohubProcess(server, args, [chatPort], n <= 2 ? 0 : null)
     if (why !== null) {
       for (const child of server.children) child.kill('SIGTERM')
       return { ...server, missing: `echohub --redis: ${why}` }
@@ -250,12 +260,17 @@ export async function startEchohubPair (scale: Scale): Promise<Server> {
 async function startReadyLine (server: Server, script: string, args: string[]): Promise<Record<string, unknown> | null> {
   const child = startPinned(0, script, args, { stdio: ['ignore', 'pipe', 'pipe'] }, serverNodeFlags)
   const ready = new Promise<Record<string, unknown> | null>((resolve) => {
-    readJsonLines(child.stdout!, (obj) => { if (obj.ready === true) resolve(obj) })
+    // {"ready":false,"missing":"..."}: the server cannot run here, and says why
+    readJsonLines(child.stdout!, (obj) => {
+      if (obj.ready === true) resolve(obj)
+      else if (obj.ready === false) resolve(obj)
+    })
     child.on('exit', () => resolve(null))
   })
   collectOutput(child, server)
   const info = await Promise.race([ready, sleep(10_000).then(() => null)])
-  if (info === null) {
+  if (info === null || info.ready !== true) {
+    if (info !== null) server.tail.push(String(info.missing))
     child.kill('SIGKILL')
     return null
   }
@@ -273,6 +288,18 @@ export async function startBaseline (tuned = false): Promise<Server> {
   const server = newServer(tuned ? 'baseline gc-tuned' : 'baseline', 'echohub')
   const info = await startReadyLine(server, 'baseline.js', ['--echo-port', '0', '--chat-port', '0', ...(tuned ? ['--gc-tuned'] : [])])
   if (info === null) return { ...server, missing: `the baseline did not start within 10 s: ${server.tail.slice(-2).join(' | ')}` }
+  return Object.assign(server, { echoPort: Number(info.echoPort), chatPorts: [Number(info.chatPort)] })
+}
+
+/**
+ * uWebSockets.js speaking the baseline's protocol (uws-server.ts): the native ceiling. Missing (its
+ * rows skipped with the reason) when the package is not installed or its binary does not load here.
+ */
+export async function startUws (): Promise<Server> {
+  const server = newServer('uWS', 'echohub')
+  const info = await startReadyLine(server, 'uws-server.js', ['--echo-port', '0', '--chat-port', '0'])
+  if (info === null) return { ...server, missing: `uWS did not start: ${server.tail.slice(-1).join(' | ')}` }
+  server.command = 'node dist-bench/uws-server.js (native uWebSockets.js)'
   return Object.assign(server, { echoPort: Number(info.echoPort), chatPorts: [Number(info.chatPort)] })
 }
 
