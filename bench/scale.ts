@@ -6,7 +6,7 @@
 // scenario is sized to it, or refused with the reason.
 import type { ChildProcess } from 'node:child_process'
 import { readFileSync } from 'node:fs'
-import { CLK_TCK, fdCount, findProcess, machineBusyTicks, rssBytes, sample } from './procfs.js'
+import { CLK_TCK, fdCount, findProcess, machineBusyTicks, rssBytes, sample, waitNs } from './procfs.js'
 import { startLoadgen, type RunResult, type ScaleSpec, type Scenario } from './scenarios.js'
 import { exited, readJsonLines, ROOM, sleep, stopServer, waitExit, type Server } from './servers.js'
 
@@ -61,7 +61,11 @@ async function lineOf (gen: Gen, event: string, ms: number): Promise<Record<stri
       if (line.event === 'error') throw new Error(String(line.message))
       return line
     }
-    if (exited(gen.child)) throw new Error(`load generator exited with ${gen.child.exitCode} before "${event}"`)
+    if (exited(gen.child)) {
+      await sleep(500) // its last lines may still be in the pipe
+      if (gen.lines.some((l) => l.event === event || l.event === 'error')) continue
+      throw new Error(`load generator exited with ${gen.child.exitCode} before "${event}"`)
+    }
     if (Date.now() > deadline) throw new Error(`no "${event}" from the load generator within ${ms / 1000} s`)
     await Promise.race([new Promise<void>((resolve) => gen.waiters.push(resolve)), sleep(1000)])
   }
@@ -188,10 +192,12 @@ export async function measureRoomsScale (server: Server, spec: ScaleSpec, warmup
     const rss = sample(server.pids).rss
     const s = sample(server.pids)
     const r0 = redisPid === null ? 0 : sample([redisPid]).cpu
+    const genWait0 = gens.reduce((a, g) => a + waitNs(g.child.pid!), 0)
     const h0 = process.hrtime.bigint()
     for (const g of gens) g.child.stdin!.write(`measure ${h0}\n`)
     await sleep(spec.seconds * 1000)
     const e = sample(server.pids)
+    const genWait1 = gens.reduce((a, g) => a + waitNs(g.child.pid!), 0)
     const r1 = redisPid === null ? 0 : sample([redisPid]).cpu
     const h1 = process.hrtime.bigint()
     for (const g of gens) g.child.stdin!.write(`report ${h1}\n`)
@@ -208,6 +214,8 @@ export async function measureRoomsScale (server: Server, spec: ScaleSpec, warmup
     if (closed > 0) notes.push(`${closed} connections closed by the server`)
     const redisShare = redisPid === null ? undefined : (r1 - r0) / CLK_TCK / wall
     if (redisShare !== undefined && received > 0) notes.push(`Redis ${fmtUs(((r1 - r0) / CLK_TCK) * 1e6 / received)} µs per delivery`)
+    const genWait = (genWait1 - genWait0) / 1e9 / wall / gens.length
+    if (genWait > 0.05) notes.push(`other processes kept the load generators off a core ${(100 * genWait).toFixed(0)}% of the time: latency is theirs as much as the server's`)
     notes.push(`${conns} connections (${published} messages) opened and joined in ${openSeconds.toFixed(0)} s; ` +
       `p99 of every delivery ${lat.p99.toFixed(2)} ms, p50 ${lat.p50.toFixed(2)} ms; p50/p99 columns: the farthest member`)
     const busy = (e.busy - s.busy) / CLK_TCK / wall
@@ -221,7 +229,8 @@ export async function measureRoomsScale (server: Server, spec: ScaleSpec, warmup
       rss: e.rss,
       rssPerConn: (rss - rss0) / conns,
       genShare,
-      waitShare: 0,
+      waitShare: (e.wait - s.wait) / 1e9 / wall / server.pids.length,
+      genWaitShare: (genWait1 - genWait0) / 1e9 / wall / gens.length,
       redisShare,
       otherShare: Math.max(0, busy - serverCpu / wall - genShare - (redisShare ?? 0)),
       open: conns,
