@@ -77,8 +77,8 @@ async function stopGenerators (gens: Gen[]): Promise<void> {
   for (const g of gens) if (!exited(g.child)) g.child.kill('SIGKILL')
 }
 
-/** Seconds to open `n` connections before giving up (each join is news to every member already in). */
-const setupSeconds = (n: number) => 60 + Math.ceil(n / 40)
+/** Seconds to open `n` connections before giving up (each join is news to every member already in, and a busy machine is slower). */
+const setupSeconds = (n: number) => 120 + Math.ceil(n / 20)
 
 /**
  * idle: `spec.conns` connections from generator processes of at most 4,500 each (each from source
