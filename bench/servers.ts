@@ -163,7 +163,7 @@ function healthStatus (port: number, tls: boolean): Promise<number> {
 }
 
 /** Waits for `/health` to answer 200 on `port`; null, or why not. */
-async function healthy (child: ChildProcess, server: Server, port: number, ms = 20_000): Promise<string | null> {
+async function healthy (child: ChildProcess, server: Server, port: number, ms = 60_000): Promise<string | null> {
   const deadline = Date.now() + ms
   while (!exited(child) && Date.now() < deadline) {
     if (await healthStatus(port, server.transport.tls) === 200) return null
@@ -268,7 +268,7 @@ async function startReadyLine (server: Server, script: string, args: string[]): 
     child.on('exit', () => resolve(null))
   })
   collectOutput(child, server)
-  const info = await Promise.race([ready, sleep(10_000).then(() => null)])
+  const info = await Promise.race([ready, sleep(30_000).then(() => null)])
   if (info === null || info.ready !== true) {
     if (info !== null) server.tail.push(String(info.missing))
     child.kill('SIGKILL')
@@ -287,7 +287,7 @@ async function startReadyLine (server: Server, script: string, args: string[]): 
 export async function startBaseline (tuned = false): Promise<Server> {
   const server = newServer(tuned ? 'baseline gc-tuned' : 'baseline', 'echohub')
   const info = await startReadyLine(server, 'baseline.js', ['--echo-port', '0', '--chat-port', '0', ...(tuned ? ['--gc-tuned'] : [])])
-  if (info === null) return { ...server, missing: `the baseline did not start within 10 s: ${server.tail.slice(-2).join(' | ')}` }
+  if (info === null) return { ...server, missing: `the baseline did not start within 30 s: ${server.tail.slice(-2).join(' | ')}` }
   return Object.assign(server, { echoPort: Number(info.echoPort), chatPorts: [Number(info.chatPort)] })
 }
 
@@ -310,7 +310,7 @@ export async function startSocketio (instances: 1 | 2): Promise<Server> {
     const info = await startReadyLine(server, 'socketio-server.js', ['--port', '0', ...redis])
     if (info === null) {
       for (const child of server.children) child.kill('SIGTERM')
-      return { ...server, missing: `socket.io did not start within 10 s: ${server.tail.slice(-2).join(' | ')}` }
+      return { ...server, missing: `socket.io did not start within 30 s: ${server.tail.slice(-2).join(' | ')}` }
     }
     server.chatPorts.push(Number(info.port))
   }
