@@ -248,8 +248,14 @@ const fmtUs = (x: number) => x.toFixed(2)
 export async function runScale (launch: () => Promise<Server>, scenario: Scenario, spec: ScaleSpec, warmup: number): Promise<RunResult> {
   const server = await launch()
   if (server.missing !== undefined) return { error: `could not start ${server.name}: ${server.missing}`, notes: [] }
+  const warned = (r: RunResult): RunResult => {
+    if (server.warnings > 0) r.notes.push(`the server logged ${server.warnings} warn/error lines, first: ${server.firstWarning}`)
+    return r
+  }
   try {
-    return spec.type === 'idle' ? await measureIdleScale(server, scenario, spec) : await measureRoomsScale(server, spec, warmup)
+    return warned(spec.type === 'idle' ? await measureIdleScale(server, scenario, spec) : await measureRoomsScale(server, spec, warmup))
+  } catch (err) {
+    return warned({ error: (err as Error).message, notes: [] })
   } finally {
     await stopServer(server)
   }

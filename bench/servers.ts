@@ -236,13 +236,13 @@ let groups = 0
  * `n` echohub chat processes on one Redis, under a key prefix of their own. Two share core 0; more
  * (the 100,000-connection scenario) are left to the scheduler, as their load generators are.
  */
-export async function startEchohubGroup (scale: Scale, n: number, name: ServerName): Promise<Server> {
+export async function startEchohubGroup (scale: Scale, n: number, name: ServerName, extra: string[] = []): Promise<Server> {
   const server = newServer(name, 'echohub')
   if (!existsSync(CLI)) return { ...server, missing: 'dist/app/cli.js not found (run npm run build)' }
   const prefix = `echohub-bench-${process.pid}-${++groups}:`
   for (let i = 0; i < n; i++) {
     const chatPort = await freePort()
-    const args = [...echohubArgs(scale), '--only', 'chat', '--chat-port', String(chatPort), '--redis', REDIS_URL, '--redis-prefix', prefix]
+    const args = [...echohubArgs(scale), '--only', 'chat', '--chat-port', String(chatPort), '--redis', REDIS_URL, '--redis-prefix', prefix, ...extra]
     server.command = `echohub ${args.join(' ')} (x${n})`
     const why = await startEchohubProcess(server, args, [chatPort], n <= 2 ? 0 : null)
     if (why !== null) {
