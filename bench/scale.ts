@@ -78,7 +78,7 @@ async function stopGenerators (gens: Gen[]): Promise<void> {
 }
 
 /** Seconds to open `n` connections before giving up (each join is news to every member already in, and a busy machine is slower). */
-const setupSeconds = (n: number) => 120 + Math.ceil(n / 20)
+const setupSeconds = (n: number) => 120 + Math.ceil(n / 6)
 
 /**
  * idle: `spec.conns` connections from generator processes of at most 4,500 each (each from source
