@@ -198,7 +198,7 @@ async function main (): Promise<void> {
   const { rows, ratioRows, summary } = summarize(results, selected, scale.rounds)
   console.log(`\n${table(rows)}\n`)
   console.log('CPU ms/1k: server CPU milliseconds per 1000 messages (per 1000 deliveries for broadcast and rooms; ' +
-    'all server processes together for x2); core: CPU share during the measured window; wait: share of it the server waited for its core\n' +
+    'all server processes together for x2 and x6); core: CPU share during the measured window; wait: share of it the server waited for its core\n' +
     'broadcast-1 and room-1 are one message at a time (the publisher waits for its own copy), so no side is saturated by design: ' +
     'compare their CPU per delivery\n')
   console.log(`${table(ratioRows)}\n`)

@@ -183,6 +183,8 @@ export async function measureRoomsScale (server: Server, spec: ScaleSpec, warmup
       gens.push(generator(['--mode', 'rooms', '--port', String(server.chatPorts[g]), '--dialect', server.dialect, '--room', `${ROOM}-${process.pid}`,
         '--rooms', String(spec.rooms), '--members', String(spec.members), '--instances', String(instances), '--index', String(g),
         '--size', '64', '--rate', '1', '--sources', sourcesOf(g).join(','), '--setup', String(setupSeconds(perGen)),
+        // on Redis, fewer joins at once: a process whose Redis heartbeat lapses puts every member back
+        '--concurrency', instances > 1 ? '20' : '100',
         '--warmup', String(warmup + 5), '--duration', String(spec.seconds + 60)]))
     }
     const ready = await Promise.all(gens.map((g) => lineOf(g, 'ready', setupSeconds(perGen) * 1000)))
