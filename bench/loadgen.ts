@@ -12,12 +12,23 @@
 //              `--rooms N`, N rooms (`<room>-1`..) share the receivers, each with its own publisher.
 //   idle       opens `--conns` connections, reports {"event":"open",...} and holds them until
 //              stdin closes (or `--hold` seconds pass)
+//   rooms      open loop, for many rooms at a low rate: `--rooms` rooms of `--members` (the
+//              publisher is one of them), spread over `--instances` servers so that member j of room
+//              r is on instance (r + j) mod I; this process opens the members of instance `--index`
+//              on `--port` and publishes, for the rooms whose member 0 it holds, `--rate` messages
+//              a second per room. Each message carries its publish time (the monotonic clock, the
+//              same in every process of the machine), so every member's latency is measured. After
+//              {"event":"ready",...}, stdin lines `measure NS` and `report NS` bound the window
+//              (publish times on the parent's clock); the report lists each message's farthest
+//              member, for the parent to merge across processes.
+// `--sources 127.0.0.2,127.0.0.3`: source addresses, taken in turn (the whole of 127/8 is loopback).
 // Transport: `--tls` speaks wss (every read is then a buffer of its own); `--deflate` negotiates
 // permessage-deflate and sends messages of 1 KiB and more compressed, each deflated once up front;
 // replies are still counted by header (compressed or not). `--payload random` sends incompressible
 // data (random bytes to echo, random base64 text to the chat) instead of English text.
 import { randomBytes } from 'node:crypto'
 import { fstatSync } from 'node:fs'
+import { createInterface } from 'node:readline'
 import { parseArgs } from 'node:util'
 import { DIALECTS, type Dialect, type DialectName } from './dialects.js'
 import { connectWs, deflateMessage, encodeFrame, FrameCounter, FrameReader, openMany, OP_BINARY, OP_CLOSE, OP_PING, OP_TEXT, type Conn } from './raw-ws.js'
@@ -42,7 +53,12 @@ const { values: opt } = parseArgs({
     warmup: { type: 'string', default: '2' },
     hold: { type: 'string', default: '120' },
     setup: { type: 'string', default: '120' },
-    concurrency: { type: 'string', default: '100' }
+    concurrency: { type: 'string', default: '100' },
+    sources: { type: 'string' },
+    members: { type: 'string', default: '100' },
+    instances: { type: 'string', default: '1' },
+    index: { type: 'string', default: '0' },
+    rate: { type: 'string', default: '1' }
   }
 })
 
@@ -65,7 +81,7 @@ const room = opt.room ?? null
 const rooms = Number(opt.rooms)
 if (!(opt.dialect in DIALECTS)) fail(`unknown --dialect ${opt.dialect}`)
 const dialect: Dialect = DIALECTS[opt.dialect as DialectName]
-const path = opt.path ?? (opt.mode === 'broadcast' ? dialect.path : '/')
+const path = opt.path ?? (opt.mode === 'broadcast' || opt.mode === 'rooms' ? dialect.path : '/')
 const CONNECT_TIMEOUT_MS = 15_000
 
 if (ports.length === 0 || !ports.every((p) => Number.isInteger(p) && p > 0)) fail('--port or --ports is required')
@@ -73,7 +89,11 @@ if (!(inflight >= 1 && inflight <= 1024)) fail('--inflight must be 1..1024')
 if (!(Number.isInteger(rooms) && rooms >= 1) || (rooms > 1 && room === null)) fail('--rooms must be a whole number >= 1, and needs --room')
 if (opt.payload !== 'text' && opt.payload !== 'random') fail('--payload must be text or random')
 const random = opt.payload === 'random'
+const sources = (opt.sources ?? '').split(',').filter((a) => a !== '')
+let nextSource = 0
 const transport = { tls: opt.tls, deflate: opt.deflate }
+/** Connection options: the transport, and the next source address if there are several. */
+const connectOptions = () => sources.length === 0 ? transport : { ...transport, localAddress: sources[nextSource++ % sources.length] }
 /** What a compressing client such as ws leaves uncompressed: messages below 1 KiB. */
 const DEFLATE_FROM = 1024
 
@@ -176,7 +196,7 @@ function watchClose (conn: Conn): void {
  * whole frames; then hands every later byte, the rest of the last read included, to `onData`.
  */
 async function open (port: number, withSetup: boolean, onData: (conn: Conn, chunk: Buffer) => void, inRoom = room): Promise<Conn> {
-  const conn = await connectWs(port, path, { readBuffer, timeoutMs: CONNECT_TIMEOUT_MS, ...transport })
+  const conn = await connectWs(port, path, { readBuffer, timeoutMs: CONNECT_TIMEOUT_MS, ...connectOptions() })
   watchClose(conn)
   const steps = withSetup ? dialect.setup(inRoom) : []
   let step = 0
@@ -393,13 +413,178 @@ async function runIdle (): Promise<Conn[]> {
     }
     counter.push(chunk)
   }))
-  emit({ event: 'open', open: conns.length, failed: errors.length, error: errors[0]?.message })
+  emit({ event: 'open', open: conns.length, failed: errors.length, error: errors[0]?.message, gen_cpu_s: process.cpuUsage().user / 1e6 + process.cpuUsage().system / 1e6 })
   await sleep(Number(opt.hold) * 1000) // normally ended earlier by the parent closing stdin
   stopping = true
   return conns
 }
 
-const modes: Record<string, () => Promise<Conn[]>> = { echo: runEcho, broadcast: runBroadcast, idle: runIdle }
+const MARK = Buffer.from('~T')
+
+/**
+ * Whole server frames out of a stream of reads, handed over as views of the read (which may be the
+ * shared read buffer: `onFrame` must not keep them); only a frame split across two reads is copied.
+ */
+class LeanFrames {
+  private tail: Buffer | null = null
+  private readonly onFrame: (opcode: number, payload: Buffer) => void
+
+  constructor (onFrame: (opcode: number, payload: Buffer) => void) {
+    this.onFrame = onFrame
+  }
+
+  push (chunk: Buffer): void {
+    let buf = chunk
+    if (this.tail !== null) {
+      buf = Buffer.concat([this.tail, chunk])
+      this.tail = null
+    }
+    const n = buf.length
+    let i = 0
+    while (i < n) {
+      if (n - i < 2) break
+      const b1 = buf[i + 1]!
+      let len = b1 & 0x7f
+      const size = (len === 126 ? 4 : len === 127 ? 10 : 2) + ((b1 & 0x80) !== 0 ? 4 : 0)
+      if (n - i < size) break
+      if (len === 126) len = buf.readUInt16BE(i + 2)
+      else if (len === 127) len = Number(buf.readBigUInt64BE(i + 2))
+      if (n - i < size + len) break
+      this.onFrame(buf[i]! & 0x0f, buf.subarray(i + size, i + size + len))
+      i += size + len
+    }
+    if (i < n) this.tail = Buffer.from(buf.subarray(i))
+  }
+}
+
+/**
+ * Many rooms, each publishing `--rate` messages a second whatever the replies (open loop): the
+ * scale scenarios. Receivers parse every frame for the publish time the payload carries.
+ */
+async function runRooms (): Promise<Conn[]> {
+  const totalRooms = Number(opt.rooms)
+  const members = Number(opt.members)
+  const instances = Number(opt.instances)
+  const index = Number(opt.index)
+  const rate = Number(opt.rate)
+  if (!(members >= 1 && instances >= 1 && index >= 0 && index < instances && rate > 0) || room === null) fail('rooms: bad --members, --instances, --index, --rate or no --room')
+  const mine: Array<{ r: number, publisher: boolean }> = []
+  for (let r = 0; r < totalRooms; r++) {
+    for (let j = 0; j < members; j++) if ((r + j) % instances === index) mine.push({ r, publisher: j === 0 })
+  }
+  const roomName = (r: number) => `${room}-${r}`
+  // the window, on the parent's clock: publish times in [t0, t1) count
+  let t0 = Infinity
+  let t1 = Infinity
+  const farthest = new Map<string, { max: number, n: number }>()
+  const onFrame = (conn: Conn, opcode: number, payload: Buffer) => {
+    if (opcode >= 8 || payload.length <= dialect.shortLen) {
+      onShort(conn, opcode, payload)
+      return
+    }
+    const at = payload.indexOf(MARK)
+    if (at === -1) return // presence and other chatter
+    const end = payload.indexOf(126, at + 2) // '~'
+    const sent = Number(payload.toString('latin1', at + 2, end))
+    if (!(sent >= t0 && sent < t1)) return
+    const late = Number(process.hrtime.bigint()) - sent
+    hist.record(late)
+    stats.received++
+    const key = payload.toString('latin1', at + 2, payload.indexOf(126, end + 1))
+    const f = farthest.get(key)
+    if (f === undefined) farthest.set(key, { max: late, n: 1 })
+    else {
+      f.n++
+      if (late > f.max) f.max = late
+    }
+  }
+  // tens of members hear of every join: the generator must keep up with that chatter (or it
+  // answers the heartbeat's pings late and is cut off), so frames are read in place
+  const readers = new Map<Conn, LeanFrames>()
+  let k = 0
+  const { conns, errors } = await openMany(mine.length, concurrency, async () => {
+    const m = mine[k++]!
+    const conn = await open(ports[0]!, true, (c, chunk) => {
+      let reader = readers.get(c)
+      if (reader === undefined) {
+        reader = new LeanFrames((opcode, payload) => onFrame(c, opcode, payload))
+        readers.set(c, reader)
+      }
+      reader.push(chunk)
+    }, roomName(m.r))
+    return { conn, ...m }
+  })
+  if (errors.length > 0) {
+    for (const c of conns) c.conn.socket.destroy()
+    fail(`${errors.length} of ${mine.length} connections to ${path} failed, first: ${errors[0]!.message}`)
+  }
+  const publishers = conns.filter((c) => c.publisher)
+  emit({ event: 'ready', connections: conns.length, publishers: publishers.length, gen_cpu_s: (process.cpuUsage().user + process.cpuUsage().system) / 1e6 })
+  // each publisher in turn, evenly spread over the second
+  let published = 0
+  let next = 0
+  const pad = 'x'.repeat(size)
+  const tick = () => {
+    const p = publishers[next++ % publishers.length]!
+    const sent = process.hrtime.bigint()
+    const body = `~T${sent}~R${p.r}~`
+    const frame = encodeFrame(dialect.publish(roomName(p.r), body + pad.slice(0, Math.max(0, size - body.length))))
+    if (!p.conn.closed) p.conn.socket.write(frame)
+    const ns = Number(sent)
+    if (ns >= t0 && ns < t1) published++
+  }
+  // a timer fires late on a busy machine: each one sends what is due by the clock, so the rate holds
+  const start = now()
+  let sent = 0
+  const timer = publishers.length === 0
+    ? null
+    : setInterval(() => {
+      const due = Math.floor((now() - start) / 1e9 * rate * publishers.length)
+      for (; sent < due; sent++) tick()
+    }, Math.max(1, Math.min(10, 1000 / (rate * publishers.length))))
+  const cpu0 = { v: process.cpuUsage(), t: now() }
+  // commands from the parent, one a line
+  const lines = createInterface({ input: process.stdin })
+  await new Promise<void>((resolve) => {
+    lines.on('line', (line) => {
+      const [cmd, arg] = line.trim().split(' ')
+      if (cmd === 'measure') {
+        t0 = Number(arg)
+        hist.reset()
+        stats.received = 0
+        published = 0
+        farthest.clear()
+        cpu0.v = process.cpuUsage()
+        cpu0.t = now()
+      } else if (cmd === 'report') {
+        t1 = Number(arg)
+        const cpu = process.cpuUsage(cpu0.v)
+        const seconds = (now() - cpu0.t) / 1e9
+        // give the last messages of the window time to arrive
+        setTimeout(() => {
+          if (timer !== null) clearInterval(timer)
+          stopping = true
+          const hgram: Array<[number, number]> = []
+          hist.counts.forEach((c, us) => { if (c > 0) hgram.push([us, c]) })
+          emit({
+            event: 'report',
+            published,
+            received: stats.received,
+            closed: stats.closed,
+            gen_cpu_share: (cpu.user + cpu.system) / 1e6 / seconds,
+            hist: hgram,
+            farthest: [...farthest].map(([key, f]) => [key, Math.round(f.max / 1000), f.n])
+          })
+          resolve()
+        }, 2000)
+      }
+    })
+  })
+  // hold the connections until the parent closes stdin (the report may still be on its way to it)
+  return await new Promise<never>(() => {})
+}
+
+const modes: Record<string, () => Promise<Conn[]>> = { echo: runEcho, broadcast: runBroadcast, idle: runIdle, rooms: runRooms }
 if (!(opt.mode! in modes)) fail(`unknown --mode ${opt.mode}`)
 try {
   const conns = await modes[opt.mode!]!()

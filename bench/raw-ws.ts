@@ -223,6 +223,8 @@ export interface UpgradeOptions {
    * whatever consumes the bytes must do so synchronously.
    */
   readBuffer?: Buffer
+  /** The source address (e.g. 127.0.0.2): one address reaches about 28,000 connections to one port. */
+  localAddress?: string
 }
 
 /**
@@ -230,7 +232,7 @@ export interface UpgradeOptions {
  * Sec-WebSocket-Accept), or with the HTTP answer (status, headers, body) otherwise.
  */
 export function upgrade (port: number, path = '/', options: UpgradeOptions = {}): Promise<Upgraded | HttpAnswer> {
-  const { host = '127.0.0.1', headers = {}, timeoutMs = 10_000, onSocket, readBuffer } = options
+  const { host = '127.0.0.1', headers = {}, timeoutMs = 10_000, onSocket, readBuffer, localAddress } = options
   const key = randomBytes(16).toString('base64')
   let sink: (chunk: Buffer) => void = () => {}
   let socket: net.Socket
@@ -239,7 +241,7 @@ export function upgrade (port: number, path = '/', options: UpgradeOptions = {})
     socket.setNoDelay(true)
     socket.on('data', (chunk: Buffer) => sink(chunk))
   } else {
-    const connect: net.NetConnectOpts = { port, host, noDelay: true }
+    const connect: net.NetConnectOpts = { port, host, noDelay: true, ...(localAddress === undefined ? {} : { localAddress }) }
     if (readBuffer !== undefined) {
       connect.onread = { buffer: readBuffer, callback: (n, buf) => { sink(Buffer.from(buf.buffer, buf.byteOffset, n)); return true } }
     }
@@ -326,13 +328,15 @@ export interface ConnectOptions {
    * `onData` must then consume each chunk synchronously.
    */
   readBuffer?: Buffer
+  /** The source address (plain TCP only). */
+  localAddress?: string
 }
 
 /** Opens a WebSocket and resolves once the server answered 101; anything else rejects. */
 export async function connectWs (port: number, path: string, options: ConnectOptions = {}): Promise<Conn> {
   const { host, timeoutMs, readBuffer, deflate = false } = options
   const headers = deflate ? { 'Sec-WebSocket-Extensions': DEFLATE_OFFER, ...options.headers } : options.headers
-  const answer = await upgrade(port, path, { host, tls: options.tls, timeoutMs, headers, readBuffer })
+  const answer = await upgrade(port, path, { host, tls: options.tls, timeoutMs, headers, readBuffer, localAddress: options.localAddress })
   if (!isUpgraded(answer)) throw new Error(`upgrade refused: ${answer.status} ${answer.body.slice(0, 120)}`)
   const { socket, rest } = answer
   if (deflate && !(answer.headers['sec-websocket-extensions'] ?? '').startsWith(DEFLATE_OFFER)) {

@@ -59,6 +59,8 @@ export function summarize (results: Row[], scenarios: Scenario[], rounds: number
         p50: median(good.map((r) => r.p50)),
         p99: median(good.map((r) => r.p99)),
         cpuPer1k: median(good.map((r) => r.cpuPer1k)),
+        perCpu: median(good.map((r) => r.perCpu)),
+        idleShare: median(good.map((r) => r.idleShare)),
         cpuShare: median(good.map((r) => r.cpuShare)),
         genShare: median(good.map((r) => r.genShare)),
         waitShare: median(good.map((r) => r.waitShare)),
@@ -69,8 +71,9 @@ export function summarize (results: Row[], scenarios: Scenario[], rounds: number
         notes
       }
       per[name] = m
-      if (scenario.kind === 'broadcast' && m.runs > 0) notes.unshift('msg/s = deliveries/s')
-      if (scenario.kind === 'broadcast' && Number.isFinite(m.rssPerConn)) notes.unshift(`${fmt(m.rssPerConn / 1024, 1)} KB/conn`)
+      if ((scenario.kind === 'broadcast' || scenario.spec?.full.type === 'rooms') && m.runs > 0) notes.unshift('msg/s = deliveries/s')
+      if (scenario.kind !== 'echo' && Number.isFinite(m.rssPerConn)) notes.unshift(`${fmt(m.rssPerConn / 1024, 2)} KB/conn`)
+      if (Number.isFinite(m.idleShare)) notes.unshift(`idle CPU ${fmt(100 * m.idleShare, 2)}% of a core`)
       if (Number.isFinite(m.redisShare)) notes.push(`Redis used ${fmt(m.redisShare)} core (shared, not in CPU ms/1k)`)
       if (Number.isFinite(m.otherShare)) notes.push(`machine busy elsewhere: ${fmt(m.otherShare)} core`)
       if (scenario.kind === 'idle' && m.runs > 0) {
@@ -87,20 +90,22 @@ export function summarize (results: Row[], scenarios: Scenario[], rounds: number
       const perRound: number[] = []
       for (let round = 1; round <= rounds; round++) {
         const a = results.find((r) => r.scenario === scenario.name && r.server === t.of && r.round === round)
-        const b = results.find((r) => r.scenario === other && r.server === t.versus && r.round === round)
+        const b = t.versus === undefined ? undefined : results.find((r) => r.scenario === other && r.server === t.versus && r.round === round)
         // a ratio of non-positive figures (RSS noise on a tiny idle run) means nothing
         const x = ok(a) ? a[t.metric] : undefined
-        const y = ok(b) ? b[t.metric] : undefined
-        if (x !== undefined && y !== undefined && x > 0 && y > 0) perRound.push(x / y)
+        const y = t.versus === undefined ? 1 : ok(b) ? b[t.metric] : undefined
+        if (x !== undefined && y !== undefined && (x > 0 || (t.versus === undefined && x === 0)) && y > 0) perRound.push(x / y)
       }
       const ratio = median(perRound)
       // judged on the ratio as printed: a third decimal is far below the noise
-      const shown = Number(ratio.toFixed(2))
+      const shown = t.versus === undefined ? ratio : Number(ratio.toFixed(2))
       const target = t.op === undefined ? null : `${t.op} ${t.value!.toFixed(2)}`
       const pass = t.op === undefined || !Number.isFinite(ratio) ? null : t.op === '>=' ? shown >= t.value! : shown <= t.value!
-      const versus = other === scenario.name ? t.versus : `${t.versus} ${other}`
+      const versus = t.versus === undefined ? '' : other === scenario.name ? t.versus : `${t.versus} ${other}`
       ratios.push({ metric: t.metric, of: t.of, versus, ratio, target, pass })
-      ratioRows.push([scenario.name, METRIC_NAMES[t.metric], `${t.of}/${versus}`, fmt(ratio), target ?? '(info)',
+      // an absolute target is judged on the value itself (bytes, a share of a core)
+      ratioRows.push([scenario.name, METRIC_NAMES[t.metric], t.versus === undefined ? `${t.of} (value)` : `${t.of}/${versus}`,
+        t.versus === undefined ? fmt(ratio, ratio < 1 ? 4 : 0) : fmt(ratio), target === null ? '(info)' : t.versus === undefined ? `${t.op} ${fmt(t.value!, t.value! < 1 ? 4 : 0)}` : target,
         target === null ? '' : pass === null ? 'n/a' : pass ? 'ok' : 'MISSED'])
     }
     summary.push({ scenario: scenario.name, servers: per, ratios })

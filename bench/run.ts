@@ -8,18 +8,22 @@ import { parseArgs } from 'node:util'
 import { CLK_TCK } from './procfs.js'
 import { fmt, summarize, table, type Row } from './report.js'
 import { FULL, QUICK, runFresh, runIdle, runLoad, SCENARIOS, type RunResult, type Scale, type ServerName } from './scenarios.js'
-import { exited, pinning, probe, serverNodeFlags, startBaseline, startEchohub, startEchohubPair, startSocketio, stopAll, stopServer, type Server } from './servers.js'
+import { runScale, sizeCheck } from './scale.js'
+import { exited, pinning, probe, serverNodeFlags, startBaseline, startEchohub, startEchohubGroup, startEchohubPair, startSocketio, startUws, stopAll, stopServer, type Server } from './servers.js'
 
 const HELP = `usage: npm run bench -- [options]
   --duration SECONDS   measured seconds per run (default 10; 1 with --quick)
   --warmup SECONDS     unmeasured seconds before each run (default 2; 0.3 with --quick)
   --rounds N           A B rounds per scenario; medians are reported (default 2; 1 with --quick)
   --scenarios a,b      run only these (default: all; see the list below)
-  --quick              smoke run: 10 connections, 100 receivers, 200 idle, ~1 s per run
+  --quick              smoke run: 10 connections, 100 receivers, 200 idle, ~1 s per run,
+                       and the scale scenarios scaled down (60-300 connections)
   --json               also print the results as JSON
   --profile DIR        run the servers under node --cpu-prof, profiles written to DIR
                        (summarize one with node dist-bench/profile.js FILE)
-scenarios: ${SCENARIOS.map((s) => s.name).join(', ')}`
+scenarios: ${SCENARIOS.filter((s) => s.optIn !== true).map((s) => s.name).join(', ')}
+scale scenarios (only when named, or scaled down with --quick; one round each, fresh servers):
+  ${SCENARIOS.filter((s) => s.optIn === true).map((s) => s.name).join(', ')}`
 
 function usage (message: string): never {
   console.error(`bench: ${message}\n${HELP}`)
@@ -59,7 +63,7 @@ const scale: Scale = {
 }
 if (!(scale.duration > 0) || !(scale.warmup >= 0) || !(Number.isInteger(scale.rounds) && scale.rounds >= 1)) usage('bad --duration, --warmup or --rounds')
 const selected = opt.scenarios === undefined
-  ? SCENARIOS
+  ? SCENARIOS.filter((s) => s.optIn !== true || opt.quick)
   : opt.scenarios.split(',').map((name) => SCENARIOS.find((s) => s.name === name.trim()) ?? usage(`unknown scenario ${name}`))
 
 let interrupted: string | null = null
@@ -80,7 +84,19 @@ const LAUNCH: Record<ServerName, () => Promise<Server>> = {
   'echohub x2': () => startEchohubPair(scale),
   'socket.io x2': () => startSocketio(2),
   'echohub deflate': () => startEchohub(scale, { tls: false, deflate: true }),
-  'echohub tls': () => startEchohub(scale, { tls: true, deflate: false })
+  'echohub tls': () => startEchohub(scale, { tls: true, deflate: false }),
+  uWS: () => startUws(),
+  'echohub x6': () => startEchohubGroup(scale, 6, 'echohub x6')
+}
+
+/**
+ * The scale scenarios' groups: as many processes as the spec asks (fewer with --quick). Their
+ * heartbeat pings every 120 s instead of 30: twelve processes opening 100,000 connections (each
+ * join news to up to 99 members) on a 2-core machine busy with other work left the generators more
+ * than 30 s behind on their reads, and the heartbeat rightly cut them off.
+ */
+function launchFor (name: ServerName, instances: number): () => Promise<Server> {
+  return name === 'echohub x6' ? () => startEchohubGroup(scale, instances, 'echohub x6', ['--heartbeat-interval', '120000']) : LAUNCH[name]
 }
 
 async function main (): Promise<void> {
@@ -111,11 +127,18 @@ async function main (): Promise<void> {
   for (const scenario of selected) {
     if (interrupted !== null) return
     const skip: Partial<Record<ServerName, string | null>> = {}
+    const spec = scenario.spec === undefined ? undefined : opt.quick ? scenario.spec.quick : scenario.spec.full
+    const tooBig = spec === undefined ? null : sizeCheck(scenario.name, spec)
+    if (tooBig !== null) console.log(`  ${tooBig}`)
     for (const name of scenario.servers) {
-      skip[name] = scenario.kind === 'idle' ? null : await probe(await serverFor(name), scenario)
-      if (skip[name] !== null) console.log(`  ${scenario.name} ${name} skipped: ${skip[name]}`)
+      // scale scenarios start fresh servers; uWS is only checked to be there
+      if (tooBig !== null || scenario.kind === 'idle') skip[name] = tooBig
+      else if (scenario.kind !== 'scale') skip[name] = await probe(await serverFor(name), scenario)
+      else skip[name] = name === 'uWS' ? (await serverFor(name)).missing ?? null : null
+      if (skip[name] !== null && tooBig === null) console.log(`  ${scenario.name} ${name} skipped: ${skip[name]}`)
     }
-    for (let round = 1; round <= scale.rounds; round++) {
+    const rounds = scenario.kind === 'scale' ? 1 : scale.rounds
+    for (let round = 1; round <= rounds; round++) {
       for (const name of scenario.servers) {
         if (interrupted !== null) return
         const row = { scenario: scenario.name, server: name, round, notes: [] }
@@ -127,7 +150,9 @@ async function main (): Promise<void> {
         process.stdout.write(`  ${scenario.name} ${name} round ${round}... `)
         let r: RunResult
         try {
-          if (scenario.kind === 'idle') {
+          if (scenario.kind === 'scale') {
+            r = await runScale(launchFor(name, spec!.instances), scenario, spec!, opt.quick ? 0.5 : 5)
+          } else if (scenario.kind === 'idle') {
             r = await runIdle(LAUNCH[name], scenario, scale)
           } else if (scenario.fresh === true) {
             r = await runFresh(LAUNCH[name], (server) => runLoad(server, scenario, scale))
@@ -143,15 +168,16 @@ async function main (): Promise<void> {
         }
         results.push({ ...row, ...r })
         if (r.error !== undefined) {
-          console.log(`error: ${r.error}`)
+          console.log(`error: ${r.error}${r.notes.length > 0 ? ` (${r.notes.join('; ')})` : ''}`)
           continue
         }
-        console.log(scenario.kind === 'idle'
-          ? `${fmt(r.rss! / 2 ** 20, 1)} MB RSS, ${fmt(r.rssPerConn! / 1024, 1)} KB/conn`
+        console.log(scenario.kind === 'idle' || spec?.type === 'idle'
+          ? `${fmt(r.rss! / 2 ** 20, 1)} MB RSS, ${fmt(r.rssPerConn! / 1024, 2)} KB/conn` +
+            (r.idleShare !== undefined ? `, idle CPU ${fmt(100 * r.idleShare, 2)}% of a core, opened in ${fmt(r.openSeconds, 1)} s` : '')
           : `${fmt(r.rate, 0)}/s, p99 ${fmt(r.p99)} ms, server ${fmt(r.cpuShare)} core, elsewhere ${fmt(r.otherShare)} core` +
             (r.rssPerConn !== undefined ? `, ${fmt(r.rssPerConn / 1024, 1)} KB/conn` : ''))
         // a smoke run's 10 connections saturate nothing; idle runs use no CPU to speak of
-        if (opt.quick || scenario.kind === 'idle') continue
+        if (opt.quick || scenario.kind === 'idle' || scenario.kind === 'scale') continue
         const tag = `${scenario.name} ${name} round ${round}`
         if (r.waitShare! > 0.05) {
           warnings.push(`${tag}: other processes kept the server off its core ${fmt(100 * r.waitShare!, 0)}% of the time ` +
@@ -172,7 +198,7 @@ async function main (): Promise<void> {
   const { rows, ratioRows, summary } = summarize(results, selected, scale.rounds)
   console.log(`\n${table(rows)}\n`)
   console.log('CPU ms/1k: server CPU milliseconds per 1000 messages (per 1000 deliveries for broadcast and rooms; ' +
-    'all server processes together for x2); core: CPU share during the measured window; wait: share of it the server waited for its core\n' +
+    'all server processes together for x2 and x6); core: CPU share during the measured window; wait: share of it the server waited for its core\n' +
     'broadcast-1 and room-1 are one message at a time (the publisher waits for its own copy), so no side is saturated by design: ' +
     'compare their CPU per delivery\n')
   console.log(`${table(ratioRows)}\n`)

@@ -4,31 +4,55 @@ import type { ChildProcess } from 'node:child_process'
 import { CLK_TCK, fdCount, findProcess, rssBytes, sample, waitNs, type Sample } from './procfs.js'
 import { exited, readJsonLines, ROOM, sleep, startPinned, stopServer, waitExit, type Server } from './servers.js'
 
-export type ServerName = 'echohub' | 'baseline' | 'baseline gc-tuned' | 'socket.io' | 'echohub x2' | 'socket.io x2' | 'echohub deflate' | 'echohub tls'
-export type Metric = 'rate' | 'p50' | 'p99' | 'cpuPer1k' | 'rss' | 'rssPerConn'
+export type ServerName = 'echohub' | 'baseline' | 'baseline gc-tuned' | 'socket.io' | 'echohub x2' | 'socket.io x2' | 'echohub deflate' | 'echohub tls' |
+  'uWS' | 'echohub x6'
+export type Metric = 'rate' | 'p50' | 'p99' | 'cpuPer1k' | 'perCpu' | 'rss' | 'rssPerConn' | 'idleShare'
 
 export const METRIC_NAMES: Record<Metric, string> = {
   rate: 'throughput',
   p50: 'p50 latency',
   p99: 'p99 latency',
   cpuPer1k: 'server CPU per delivery',
+  perCpu: 'messages per server CPU second',
   rss: 'RSS after the run',
-  rssPerConn: 'RSS per connection'
+  rssPerConn: 'RSS per connection',
+  idleShare: 'server CPU share while idle'
 }
 
-/** `of` in this scenario over `versus` in `versusScenario` (this one if absent). No `op`: shown only. */
+/**
+ * `of` in this scenario over `versus` in `versusScenario` (this one if absent); without `versus`,
+ * `of`'s own figure against `value` (an absolute target, in the metric's unit: bytes, a share of a
+ * core). No `op`: shown only.
+ */
 export interface Ratio {
   metric: Metric
   of: ServerName
-  versus: ServerName
+  versus?: ServerName
   versusScenario?: string
   op?: '<=' | '>='
   value?: number
 }
 
+/** The scale scenarios: many connections, sized by the descriptor limit (scale.ts). */
+export interface ScaleSpec {
+  /** idle: connections held, nothing sent; rooms: `rooms` of `members`, one message a second each. */
+  type: 'idle' | 'rooms'
+  conns: number
+  rooms: number
+  members: number
+  /** Server processes (on Redis when more than one), each with a load generator process of its own. */
+  instances: number
+  /** Measured seconds (idle: the CPU window, two heartbeat periods). */
+  seconds: number
+}
+
 export interface Scenario {
   name: string
-  kind: 'echo' | 'broadcast' | 'idle'
+  kind: 'echo' | 'broadcast' | 'idle' | 'scale'
+  /** kind 'scale': the full size, and the size of a --quick run. */
+  spec?: { full: ScaleSpec, quick: ScaleSpec }
+  /** Left out of a run without --scenarios (minutes of setup, gigabytes of memory). */
+  optIn?: boolean
   /** Echo and idle: the WebSocket path. */
   path: string
   size: number
@@ -65,8 +89,11 @@ function echo (name: string, path: string, size: number, rate: number): Scenario
     size,
     inflight: 1,
     room: false,
-    servers: ['echohub', 'baseline', 'baseline gc-tuned'],
+    servers: ['echohub', 'baseline', 'baseline gc-tuned', 'uWS'],
     ratios: [
+      // the native ceiling: messages per server CPU second, echohub's over uWS's
+      { metric: 'perCpu', of: 'echohub', versus: 'uWS', op: '>=', value: path === '/raw' ? 0.9 : 0.95 },
+      { metric: 'p99', of: 'echohub', versus: 'uWS' },
       { metric: 'rate', of: 'echohub', versus: 'baseline', op: '>=', value: rate },
       { metric: 'p99', of: 'echohub', versus: 'baseline', op: '<=', value: 1.2 },
       { metric: 'cpuPer1k', of: 'echohub', versus: 'baseline' },
@@ -97,8 +124,10 @@ function fanout (inflight: number): Scenario[] {
       ...base,
       name: `broadcast-${inflight}`,
       room: false,
-      servers: ['echohub', 'baseline', 'socket.io'],
+      servers: ['echohub', 'baseline', 'socket.io', 'uWS'],
       ratios: [
+        { metric: 'cpuPer1k', of: 'echohub', versus: 'uWS', op: '<=', value: 1.1 },
+        { metric: 'p99', of: 'echohub', versus: 'uWS', op: '<=', value: 1.1 },
         { metric: 'cpuPer1k', of: 'echohub', versus: 'baseline', op: '<=', value: 1 / 3 },
         { metric: 'p99', of: 'echohub', versus: 'baseline', op: '<=', value: 1.2 },
         ...versusSocketio('echohub', 'socket.io')
@@ -108,8 +137,10 @@ function fanout (inflight: number): Scenario[] {
       ...base,
       name: `room-${inflight}`,
       room: true,
-      servers: ['echohub', 'socket.io'],
+      servers: ['echohub', 'socket.io', 'uWS'],
       ratios: [
+        { metric: 'cpuPer1k', of: 'echohub', versus: 'uWS' },
+        { metric: 'p99', of: 'echohub', versus: 'uWS' },
         ...versusSocketio('echohub', 'socket.io'),
         { metric: 'cpuPer1k', of: 'echohub', versus: 'echohub', versusScenario: `broadcast-${inflight}`, op: '<=', value: 1.1 }
       ]
@@ -171,6 +202,60 @@ export const SCENARIOS: Scenario[] = [
   transport('tls', { name: 'tls-echo-raw-16KiB', kind: 'echo', path: '/raw', size: 16_384, inflight: 1 }),
   transport('tls', { name: 'tls-broadcast-8', kind: 'broadcast', size: 64, inflight: 8 }),
   {
+    // 18,000 idle connections on one process, the heartbeat on at its default period
+    name: 'idle-18k',
+    kind: 'scale',
+    spec: {
+      full: { type: 'idle', conns: 18_000, rooms: 0, members: 0, instances: 1, seconds: 65 },
+      quick: { type: 'idle', conns: 300, rooms: 0, members: 0, instances: 1, seconds: 2 }
+    },
+    optIn: true,
+    path: '/',
+    size: 0,
+    inflight: 0,
+    room: false,
+    servers: ['echohub'],
+    ratios: [
+      { metric: 'rssPerConn', of: 'echohub', op: '<=', value: 3 * 1024 },
+      { metric: 'idleShare', of: 'echohub', op: '<=', value: 0.02 }
+    ]
+  },
+  {
+    // 180 rooms of 100 on one process, each room one 64 B message a second
+    name: 'rooms-18k',
+    kind: 'scale',
+    spec: {
+      full: { type: 'rooms', conns: 18_000, rooms: 180, members: 100, instances: 1, seconds: 30 },
+      quick: { type: 'rooms', conns: 60, rooms: 6, members: 10, instances: 1, seconds: 2 }
+    },
+    optIn: true,
+    path: '',
+    size: 64,
+    inflight: 1,
+    room: true,
+    servers: ['echohub', 'socket.io', 'uWS'],
+    ratios: (['cpuPer1k', 'p99', 'p50', 'rssPerConn'] as const).flatMap((metric) => [
+      { metric, of: 'echohub' as const, versus: 'uWS' as const },
+      { metric, of: 'echohub' as const, versus: 'socket.io' as const }
+    ])
+  },
+  {
+    // 1,000 rooms of 100 over six processes on one Redis, most rooms on every instance
+    name: 'rooms-100k',
+    kind: 'scale',
+    spec: {
+      full: { type: 'rooms', conns: 100_000, rooms: 1000, members: 100, instances: 6, seconds: 30 },
+      quick: { type: 'rooms', conns: 60, rooms: 6, members: 10, instances: 2, seconds: 2 }
+    },
+    optIn: true,
+    path: '',
+    size: 64,
+    inflight: 1,
+    room: true,
+    servers: ['echohub x6'],
+    ratios: [{ metric: 'cpuPer1k', of: 'echohub x6', versus: 'echohub', versusScenario: 'rooms-18k' }]
+  },
+  {
     name: 'idle',
     kind: 'idle',
     path: '/',
@@ -189,6 +274,10 @@ export interface RunResult {
   p99?: number
   cpuShare?: number
   cpuPer1k?: number
+  /** Messages (or deliveries) per server CPU second. */
+  perCpu?: number
+  /** Idle scenarios: the server's CPU share while it holds the connections. */
+  idleShare?: number
   rss?: number
   rssPerConn?: number
   genShare?: number
@@ -202,7 +291,7 @@ export interface RunResult {
   error?: string
 }
 
-function startLoadgen (args: string[]): ChildProcess {
+export function startLoadgen (args: string[]): ChildProcess {
   return startPinned(1, 'loadgen.js', args, { stdio: ['pipe', 'pipe', 'inherit'] })
 }
 
@@ -293,6 +382,7 @@ export async function runLoad (server: Server, scenario: Scenario, scale: Scale)
     p99: msg.p99_ms ?? undefined,
     cpuShare,
     cpuPer1k: msg.units > 0 ? (serverCpu * 1000) / (msg.units / 1000) : NaN,
+    perCpu: serverCpu > 0 ? msg.units / serverCpu : NaN,
     rss: e.rss,
     // only a fresh server's growth is the connections' (a long-lived one has grown before)
     rssPerConn: scenario.fresh === true ? (e.rss - rss0) / connections : undefined,

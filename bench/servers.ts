@@ -92,9 +92,9 @@ export const pinning: { ok: boolean, why?: string } = (() => {
 export const serverNodeFlags: string[] = []
 
 /** Starts `node script args` pinned to `core`; `script` is relative to the compiled bench. */
-export function startPinned (core: number, script: string, args: string[], options: SpawnOptions, nodeFlags: string[] = []): ChildProcess {
+export function startPinned (core: number | null, script: string, args: string[], options: SpawnOptions, nodeFlags: string[] = []): ChildProcess {
   const file = path.isAbsolute(script) ? script : path.join(BENCH_DIR, script)
-  const [cmd, argv] = pinning.ok
+  const [cmd, argv] = pinning.ok && core !== null
     ? ['taskset', ['-c', String(core), process.execPath, ...nodeFlags, file, ...args]]
     : [process.execPath, [...nodeFlags, file, ...args]]
   // A server runs on Redis only when its arguments say so: REDIS_URL from the environment (CI sets
@@ -163,7 +163,7 @@ function healthStatus (port: number, tls: boolean): Promise<number> {
 }
 
 /** Waits for `/health` to answer 200 on `port`; null, or why not. */
-async function healthy (child: ChildProcess, server: Server, port: number, ms = 20_000): Promise<string | null> {
+async function healthy (child: ChildProcess, server: Server, port: number, ms = 60_000): Promise<string | null> {
   const deadline = Date.now() + ms
   while (!exited(child) && Date.now() < deadline) {
     if (await healthStatus(port, server.transport.tls) === 200) return null
@@ -194,8 +194,8 @@ function echohubArgs (scale: Scale): string[] {
   ]
 }
 
-async function startEchohubProcess (server: Server, args: string[], healthPorts: number[]): Promise<string | null> {
-  const child = startPinned(0, CLI, args, { stdio: ['ignore', 'pipe', 'pipe'] }, serverNodeFlags)
+async function startEchohubProcess (server: Server, args: string[], healthPorts: number[], core: number | null = 0): Promise<string | null> {
+  const child = startPinned(core, CLI, args, { stdio: ['ignore', 'pipe', 'pipe'] }, serverNodeFlags)
   collectOutput(child, server)
   for (const port of healthPorts) { // the servers of one process come up one after another
     const why = await healthy(child, server, port)
@@ -226,15 +226,25 @@ export async function startEchohub (scale: Scale, transport: Transport = { tls: 
 }
 
 /** Two echohub chat processes on one Redis, under a key prefix of this run's own. */
-export async function startEchohubPair (scale: Scale): Promise<Server> {
-  const server = newServer('echohub x2', 'echohub')
+export function startEchohubPair (scale: Scale): Promise<Server> {
+  return startEchohubGroup(scale, 2, 'echohub x2')
+}
+
+let groups = 0
+
+/**
+ * `n` echohub chat processes on one Redis, under a key prefix of their own. Two share core 0; more
+ * (the 100,000-connection scenario) are left to the scheduler, as their load generators are.
+ */
+export async function startEchohubGroup (scale: Scale, n: number, name: ServerName, extra: string[] = []): Promise<Server> {
+  const server = newServer(name, 'echohub')
   if (!existsSync(CLI)) return { ...server, missing: 'dist/app/cli.js not found (run npm run build)' }
-  const prefix = `echohub-bench-${process.pid}:`
-  for (let i = 0; i < 2; i++) {
+  const prefix = `echohub-bench-${process.pid}-${++groups}:`
+  for (let i = 0; i < n; i++) {
     const chatPort = await freePort()
-    const args = [...echohubArgs(scale), '--only', 'chat', '--chat-port', String(chatPort), '--redis', REDIS_URL, '--redis-prefix', prefix]
-    server.command = `echohub ${args.join(' ')} (x2)`
-    const why = await startEchohubProcess(server, args, [chatPort])
+    const args = [...echohubArgs(scale), '--only', 'chat', '--chat-port', String(chatPort), '--redis', REDIS_URL, '--redis-prefix', prefix, ...extra]
+    server.command = `echohub ${args.join(' ')} (x${n})`
+    const why = await startEchohubProcess(server, args, [chatPort], n <= 2 ? 0 : null)
     if (why !== null) {
       for (const child of server.children) child.kill('SIGTERM')
       return { ...server, missing: `echohub --redis: ${why}` }
@@ -250,12 +260,17 @@ export async function startEchohubPair (scale: Scale): Promise<Server> {
 async function startReadyLine (server: Server, script: string, args: string[]): Promise<Record<string, unknown> | null> {
   const child = startPinned(0, script, args, { stdio: ['ignore', 'pipe', 'pipe'] }, serverNodeFlags)
   const ready = new Promise<Record<string, unknown> | null>((resolve) => {
-    readJsonLines(child.stdout!, (obj) => { if (obj.ready === true) resolve(obj) })
+    // {"ready":false,"missing":"..."}: the server cannot run here, and says why
+    readJsonLines(child.stdout!, (obj) => {
+      if (obj.ready === true) resolve(obj)
+      else if (obj.ready === false) resolve(obj)
+    })
     child.on('exit', () => resolve(null))
   })
   collectOutput(child, server)
-  const info = await Promise.race([ready, sleep(10_000).then(() => null)])
-  if (info === null) {
+  const info = await Promise.race([ready, sleep(30_000).then(() => null)])
+  if (info === null || info.ready !== true) {
+    if (info !== null) server.tail.push(String(info.missing))
     child.kill('SIGKILL')
     return null
   }
@@ -272,7 +287,19 @@ async function startReadyLine (server: Server, script: string, args: string[]): 
 export async function startBaseline (tuned = false): Promise<Server> {
   const server = newServer(tuned ? 'baseline gc-tuned' : 'baseline', 'echohub')
   const info = await startReadyLine(server, 'baseline.js', ['--echo-port', '0', '--chat-port', '0', ...(tuned ? ['--gc-tuned'] : [])])
-  if (info === null) return { ...server, missing: `the baseline did not start within 10 s: ${server.tail.slice(-2).join(' | ')}` }
+  if (info === null) return { ...server, missing: `the baseline did not start within 30 s: ${server.tail.slice(-2).join(' | ')}` }
+  return Object.assign(server, { echoPort: Number(info.echoPort), chatPorts: [Number(info.chatPort)] })
+}
+
+/**
+ * uWebSockets.js speaking the baseline's protocol (uws-server.ts): the native ceiling. Missing (its
+ * rows skipped with the reason) when the package is not installed or its binary does not load here.
+ */
+export async function startUws (): Promise<Server> {
+  const server = newServer('uWS', 'echohub')
+  const info = await startReadyLine(server, 'uws-server.js', ['--echo-port', '0', '--chat-port', '0'])
+  if (info === null) return { ...server, missing: `uWS did not start: ${server.tail.slice(-1).join(' | ')}` }
+  server.command = 'node dist-bench/uws-server.js (native uWebSockets.js)'
   return Object.assign(server, { echoPort: Number(info.echoPort), chatPorts: [Number(info.chatPort)] })
 }
 
@@ -283,7 +310,7 @@ export async function startSocketio (instances: 1 | 2): Promise<Server> {
     const info = await startReadyLine(server, 'socketio-server.js', ['--port', '0', ...redis])
     if (info === null) {
       for (const child of server.children) child.kill('SIGTERM')
-      return { ...server, missing: `socket.io did not start within 10 s: ${server.tail.slice(-2).join(' | ')}` }
+      return { ...server, missing: `socket.io did not start within 30 s: ${server.tail.slice(-2).join(' | ')}` }
     }
     server.chatPorts.push(Number(info.port))
   }
