@@ -4,7 +4,7 @@ import t from 'tap'
 import websocket from '@fastify/websocket'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { WebSocket } from 'ws'
-import { directSocket, explainOversize, raiseMaxPayload, releaseUpgrade, rememberUpgrade, replaceHandleProtocols } from '../plugins/ws-internals.js'
+import { addFirstPreClose, directSocket, explainOversize, raiseMaxPayload, releaseUpgrade, rememberUpgrade, replaceHandleProtocols } from '../plugins/ws-internals.js'
 import { dataFrame, textFrame } from '../src/transport/frames.js'
 import { deflateMessage, PER_MESSAGE_DEFLATE } from '../src/transport/compression.js'
 import { closed, connect, listen, nextMessage } from './helpers/index.js'
@@ -168,4 +168,15 @@ t.test('explainOversize: ws reports a message over its cap to the receiver\'s er
     const { code, reason } = await closed(ws)
     t.same([code, reason], [1009, `message of ${what === 'one frame' ? 150 : 120} bytes over the 100-byte limit`], `${what}: the size and the lower of the two limits`)
   }
+})
+
+t.test('addFirstPreClose: Fastify runs an instance\'s preClose hooks in the order of its hooks array, so one put first runs first', async (t) => {
+  const order: string[] = []
+  const { app } = await listen(t, async (app) => {
+    app.addHook('preClose', async () => { order.push('added first') })
+    addFirstPreClose(app, async () => { order.push('put first') })
+    app.addHook('preClose', async () => { order.push('added last') })
+  })
+  await app.close()
+  t.same(order, ['put first', 'added first', 'added last'])
 })
