@@ -1,4 +1,7 @@
 // echohub as a library: the Fastify plugins, the registry they share, and the composed servers.
+// The reference brings @fastify/websocket's typing of `websocket: true` routes to every app that
+// imports echohub, also when echohub registers the library for it.
+/// <reference types="@fastify/websocket" preserve="true" />
 export { echo, ECHO_MAX_PAYLOAD, ECHO_HIGH_WATER, type EchoOptions } from './plugins/echo.js'
 export { stats, type StatsOptions } from './plugins/stats.js'
 export { conformance, type ConformanceOptions } from './plugins/conformance.js'

@@ -70,7 +70,7 @@ const DEFINITIONS: Record<ServerKind, ServerDefinition> = {
   chat: {
     portKey: 'chatPort',
     portFlag: '--chat-port',
-    paths: [{ scheme: 'http', path: '/' }, { scheme: 'ws', path: '/ws' }],
+    paths: [{ scheme: 'http', path: '/' }, { scheme: 'ws', path: '/ws' }, { scheme: 'http', path: '/inspect' }],
     suitePaths: [{ scheme: 'http', path: '/conformance' }],
     async setup (app, config, running) {
       // With --redis, every instance on that Redis and prefix is one chat (ioredis is loaded only then).

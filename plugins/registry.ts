@@ -17,7 +17,7 @@ import { checkedUser, identify, jwtIdentity, type Identity } from '../src/auth/i
 import type { Authenticate, User } from '../src/auth/user.js'
 import { PER_MESSAGE_DEFLATE } from '../src/transport/compression.js'
 import { headersDeadline } from '../src/transport/headers-deadline.js'
-import { allowPendingPongs, explainOversize, oversizeOf, raiseMaxPayload, rememberUpgrade } from './ws-internals.js'
+import { addFirstPreClose, allowPendingPongs, explainOversize, oversizeOf, raiseMaxPayload, rememberUpgrade } from './ws-internals.js'
 import { clientPeer, routeSubprotocols, subprotocolRouter } from './transport.js'
 import { answerCheck, isCheck } from '../routes/check.js'
 import { replyError } from '../routes/errors.js'
@@ -242,10 +242,16 @@ const registryPlugin: FastifyPluginAsync<RegistryPluginOptions> = async (app, op
     }
     // The app's own routes keep the app's handleProtocols; echohub's answer as each endpoint decides.
     routeSubprotocols(app.websocketServer)
-    // The app's @fastify/websocket closes every client first (its default preClose, registered
-    // earlier); echohub drains and waits for its own to finish closing.
-    app.addHook('preClose', async () => {
+    // The app's @fastify/websocket would close every client first with a bare close frame (its
+    // default preClose, added earlier): echohub's runs before it, so its own clients get 1001
+    // "server shutting down" in this order too; the library then closes the app's.
+    // It only starts closing them; waiting for them comes after the library's hook, so the app's own
+    // clients are not kept waiting on echohub's.
+    addFirstPreClose(app, async () => {
       registry.startDraining()
+      for (const conn of registry.connectionsOf(scope.endpoints)) conn.socket.close(1001, SHUTDOWN_REASON)
+    })
+    app.addHook('preClose', async () => {
       await closeAll(registry.connectionsOf(scope.endpoints), settings.shutdownTimeout)
     })
   }

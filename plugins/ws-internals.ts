@@ -1,7 +1,7 @@
-// The six places echohub relies on how `ws` and @fastify/websocket work inside, beyond their
+// The seven places echohub relies on how `ws` and @fastify/websocket work inside, beyond their
 // documented API. Kept together, each with a test in test/ws-internals.test.ts that fails when a
 // new version changes the behaviour relied on (both packages are pinned with `~` for that reason).
-import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Socket } from 'node:net'
 import type { ServerOptions, WebSocket, WebSocketServer } from 'ws'
@@ -174,4 +174,25 @@ export function takeUpgrade (request: FastifyRequest, reply: FastifyReply): { so
   const headKey = Object.getOwnPropertySymbols(raw).find((s) => s.description === 'ws-head')
   const head = headKey === undefined ? undefined : (raw as unknown as Record<symbol, unknown>)[headKey]
   return { socket, head: Buffer.isBuffer(head) ? head : Buffer.alloc(0), headers: raw.headers }
+}
+
+/**
+ * Adds a `preClose` hook that runs before those already added to this instance. Where the app
+ * registered @fastify/websocket before echohub, the library's own preClose (added first) closes
+ * every client with a bare close frame (1005); echohub's hook, run first, gives its own clients
+ * 1001 "server shutting down" and waits for them, and the library then closes the app's.
+ * Falls back to a plain `addHook` (after the library's) if Fastify keeps its hooks elsewhere.
+ *
+ * Relies on: Fastify runs an instance's preClose hooks from the array under its `fastify.hooks`
+ * symbol, in array order, when `close()` is called.
+ */
+export function addFirstPreClose (app: FastifyInstance, hook: () => Promise<void>): void {
+  const symbol = Object.getOwnPropertySymbols(app).find((s) => s.description === 'fastify.hooks')
+  const hooks = symbol === undefined ? undefined : (app as unknown as Record<symbol, { preClose?: unknown[] }>)[symbol]
+  if (hooks === undefined || !Array.isArray(hooks.preClose)) {
+    app.addHook('preClose', hook)
+    return
+  }
+  // Fastify calls a preClose hook with `this` as the instance and a `done` callback unless it is async.
+  hooks.preClose.unshift(async function echohubFirst (this: FastifyInstance) { await hook.call(this) })
 }

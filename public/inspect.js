@@ -126,9 +126,9 @@ function showConnections (msg) {
       el('td', 'mono nowrap', c.client),
       el('td', 'mono', c.path),
       el('td', 'mono', describeControls(c.controls)),
-      el('td', '', `${c.messages.received} / ${c.messages.sent}`),
+      el('td', 'nowrap', `${c.messages.received} / ${c.messages.sent}`),
       el('td', '', `${formatBytes(c.bytes.received)} / ${formatBytes(c.bytes.sent)}`),
-      el('td', '', c.rtt_ms === null ? '–' : `${c.rtt_ms} ms`)
+      el('td', 'nowrap', c.rtt_ms === null ? '–' : `${c.rtt_ms} ms`)
     )
     return row
   })

@@ -60,6 +60,8 @@ await app.register(echo, options)
 await app.register(chat, { path: '/chat' })
 await app.register(ui, { chatPath: '/chat' })
 await app.register(stats)
+// A route of the app's own on the WebSocket server echohub registered: typed without importing @fastify/websocket.
+app.get('/mine', { websocket: true }, (socket, request) => { socket.send(request.url) })
 const open: number = app.echohub.connections.size
 const redis: RedisClient | string = 'redis://127.0.0.1:6379'
 console.log(open, InvalidOptionError.name, RedisAdapter.name, redis)

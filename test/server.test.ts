@@ -154,3 +154,10 @@ t.test('the servers log at their level but never below the logger handed in', as
     t.notOk(lines.some((l) => l.level < 30), 'and no debug line')
   }
 })
+
+t.test('the chat server\'s banner URLs include the inspector page', async (t) => {
+  const hub = await startEchohub(testConfig(['--only', 'chat']), { logger: silent })
+  t.teardown(() => hub.close())
+  const port = hub.servers[0]!.port
+  t.same(hub.servers[0]!.urls, [`http://127.0.0.1:${port}/`, `ws://127.0.0.1:${port}/ws`, `http://127.0.0.1:${port}/inspect`])
+})

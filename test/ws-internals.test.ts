@@ -4,7 +4,7 @@ import t from 'tap'
 import websocket from '@fastify/websocket'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { WebSocket } from 'ws'
-import { allowPendingPongs, directSocket, explainOversize, raiseMaxPayload, releaseUpgrade, rememberUpgrade, replaceHandleProtocols, takeUpgrade } from '../plugins/ws-internals.js'
+import { addFirstPreClose, allowPendingPongs, directSocket, explainOversize, raiseMaxPayload, releaseUpgrade, rememberUpgrade, replaceHandleProtocols, takeUpgrade } from '../plugins/ws-internals.js'
 import { connect as netConnect } from 'node:net'
 import { dataFrame, textFrame } from '../src/transport/frames.js'
 import { deflateMessage, PER_MESSAGE_DEFLATE } from '../src/transport/compression.js'
@@ -224,4 +224,15 @@ t.test('takeUpgrade: @fastify/websocket keeps the bytes read past the head under
   t.match(answer, /X-Key: dGhlIHNhbXBsZSBub25jZQ==/)
   t.ok(answer.endsWith('\r\n\r\nEARLY-BYTES'), 'the head reached the route')
   t.notOk(handlerRan, 'ws never took the upgrade')
+})
+
+t.test('addFirstPreClose: Fastify runs an instance\'s preClose hooks in the order of its hooks array, so one put first runs first', async (t) => {
+  const order: string[] = []
+  const { app } = await listen(t, async (app) => {
+    app.addHook('preClose', async () => { order.push('added first') })
+    addFirstPreClose(app, async () => { order.push('put first') })
+    app.addHook('preClose', async () => { order.push('added last') })
+  })
+  await app.close()
+  t.same(order, ['put first', 'added first', 'added last'])
 })
