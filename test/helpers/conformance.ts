@@ -176,10 +176,14 @@ interface PageSocket {
 
 /** Chromium's own WebSocket as a testee: each URL in turn, every message echoed with its type. */
 export async function chromiumEcho (browser: Browser, urls: string[]): Promise<void> {
+  // The page comes from 127.0.0.1 too: Chromium blocks a public (or blank) page's connections
+  // to a local address (local network access checks).
+  const blank = createServer((_req, res) => { res.setHeader('Content-Type', 'text/html'); res.end('<!doctype html><title>testee</title>') })
+  await new Promise<void>(resolve => blank.listen(0, '127.0.0.1', resolve))
   const context = await browser.newContext()
   try {
     const page = await context.newPage()
-    await page.goto('about:blank')
+    await page.goto(`http://127.0.0.1:${(blank.address() as AddressInfo).port}/`)
     await page.evaluate(async (list: string[]) => {
       for (const url of list) {
         // the page's WebSocket (this runs in Chromium), typed here by what is used of it
@@ -195,6 +199,7 @@ export async function chromiumEcho (browser: Browser, urls: string[]): Promise<v
     }, urls)
   } finally {
     await context.close()
+    await new Promise<void>(resolve => blank.close(() => resolve()))
   }
 }
 
