@@ -205,9 +205,13 @@ export class SuiteConnection extends EventEmitter {
       this.sendFrame({ opcode, payload: data, rsv })
       return
     }
-    for (let i = 0; i < data.length; i += size) {
-      const last = i + size >= data.length
-      this.sendFrame(i === 0 ? { opcode, payload: data.subarray(i, i + size), fin: last, rsv } : { opcode: 0, payload: data.subarray(i, i + size), fin: last })
+    // As the fuzzingserver cuts a message: a fragment ends the message only when the rest is
+    // shorter than the fragment size, so a message of whole fragments ends with an empty one.
+    for (let i = 0; ; i += size) {
+      const last = i + size > data.length
+      const piece = data.subarray(i, Math.min(i + size, data.length))
+      this.sendFrame(i === 0 ? { opcode, payload: piece, fin: last, rsv } : { opcode: 0, payload: piece, fin: last })
+      if (last) break
     }
   }
 
@@ -270,9 +274,26 @@ export class SuiteConnection extends EventEmitter {
     } else if (sync || this.queue.length > 0) {
       this.queue.push({ data, chop: sync })
       this.pump()
-    } else if (this.state !== 'closed') {
-      this.socket.write(data)
+    } else {
+      this.write(data)
     }
+  }
+
+  // What is written in one turn of the event loop leaves in one TCP send, as from the
+  // fuzzingserver's reactor (a client reading a text frame and a bad frame in one read may
+  // fail before it echoes the text; in two reads it may not).
+  private corked = false
+  private write (data: Buffer): void {
+    if (this.state === 'closed' || this.socket.destroyed) return
+    if (!this.corked) {
+      this.corked = true
+      this.socket.cork()
+      setImmediate(() => {
+        this.corked = false
+        this.socket.uncork()
+      })
+    }
+    this.socket.write(data)
   }
 
   // Each queued piece goes out in its own turn of the event loop, so it leaves as its own TCP
@@ -286,7 +307,7 @@ export class SuiteConnection extends EventEmitter {
         this.pumping = false
         return
       }
-      if (this.state !== 'closed' && !this.socket.destroyed) this.socket.write(item.data)
+      this.write(item.data)
       setImmediate(step)
     }
     step()
@@ -619,7 +640,8 @@ export function acceptUpgrade (upgrade: CaseUpgrade, options: AcceptOptions = {}
   }
   const conn = new SuiteConnection(socket)
   if (accept) conn.useDeflate(accept)
-  socket.write(lines.join('\r\n') + '\r\n\r\n')
+  // the answer and the case's first frames leave together, as from the fuzzingserver
+  conn.sendRaw(Buffer.from(lines.join('\r\n') + '\r\n\r\n', 'latin1'))
   conn.feed(head)
   return conn
 }

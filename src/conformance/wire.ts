@@ -112,7 +112,7 @@ export function isValidUtf8 (b: Buffer): boolean {
 export interface DeflateOffer {
   /** the client allows `client_max_window_bits` to be set */
   acceptMaxWindowBits: boolean
-  /** the client allows `client_no_context_takeover` to be asked */
+  /** the client allows `client_no_context_takeover` to be asked (always: RFC 7692 requires it) */
   acceptNoContextTakeover: boolean
   /** `server_max_window_bits` asked by the client, 0 when not */
   requestMaxWindowBits: number
@@ -134,7 +134,8 @@ export function deflateOffers (header: string | string[] | undefined): DeflateOf
   for (const ext of text.split(',')) {
     const parts = ext.split(';').map(s => s.trim())
     if (parts[0] !== 'permessage-deflate') continue
-    const offer: DeflateOffer = { acceptMaxWindowBits: false, acceptNoContextTakeover: false, requestMaxWindowBits: 0, requestNoContextTakeover: false }
+    // any client must honour client_no_context_takeover (RFC 7692 7.1.1.1), offered or not
+    const offer: DeflateOffer = { acceptMaxWindowBits: false, acceptNoContextTakeover: true, requestMaxWindowBits: 0, requestNoContextTakeover: false }
     let valid = true
     for (const p of parts.slice(1)) {
       if (p === '') continue
