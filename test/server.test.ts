@@ -155,9 +155,9 @@ t.test('the servers log at their level but never below the logger handed in', as
   }
 })
 
-t.test('the chat server\'s banner URLs include the inspector page', async (t) => {
+t.test('the chat server\'s banner URLs include the inspector and conformance pages', async (t) => {
   const hub = await startEchohub(testConfig(['--only', 'chat']), { logger: silent })
   t.teardown(() => hub.close())
   const port = hub.servers[0]!.port
-  t.same(hub.servers[0]!.urls, [`http://127.0.0.1:${port}/`, `ws://127.0.0.1:${port}/ws`, `http://127.0.0.1:${port}/inspect`])
+  t.same(hub.servers[0]!.urls, [`http://127.0.0.1:${port}/`, `ws://127.0.0.1:${port}/ws`, `http://127.0.0.1:${port}/inspect`, `http://127.0.0.1:${port}/conformance`])
 })

@@ -79,7 +79,7 @@ t.test('a wss client pinning the fingerprint talks to every server; another fing
   t.equal(hub.tls!.selfSigned?.created, true)
   const cert = readFileSync('.echohub/cert.pem', 'utf8')
   const [echoServer, debugServer, chatServer] = hub.servers
-  t.same(echoServer!.urls, [`wss://127.0.0.1:${echoServer!.port}/`, `wss://127.0.0.1:${echoServer!.port}/raw`], 'the banner shows wss:// URLs')
+  t.same(echoServer!.urls, [`wss://127.0.0.1:${echoServer!.port}/`, `wss://127.0.0.1:${echoServer!.port}/raw`, `wss://127.0.0.1:${echoServer!.port}/conformance`], 'the banner shows wss:// URLs')
   t.equal(chatServer!.urls[0], `https://127.0.0.1:${chatServer!.port}/`, 'and https:// for the pages')
 
   const device = await connect(t, `wss://127.0.0.1:${echoServer!.port}/device/1`, pinned(cert, fingerprint))
