@@ -1,40 +1,15 @@
 // The frames and events of echohub/client, typed for its users. Types only: nothing here exists at
 // run time, so the compiled client stays one file a browser can load as it is.
 
-/** Any value JSON can carry. */
-export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue }
+import type { ChatMessage, ChatPresence, ChatRecoveryFailure } from '../chat/messages.js'
+import type { ChatUser } from '../chat/adapter.js'
 
-/** Who a client is, when the server has identity on (signed tokens). */
-export interface ChatUser {
-  id: string
-  name?: string
-}
-
-/** A chat message as the server sends it: `room` on a room's messages, `seq` its number there. */
-export interface ChatMessage {
-  type: 'message'
-  room?: string
-  payload: JsonValue
-  /** The sender's `client_id`; 0 for a message the server published. */
-  from: number
-  user?: ChatUser
-  /** Endpoint-wide (cluster-wide with Redis) message number. */
-  id: number
-  /** The message's number in its room, from 1 in each epoch; null when it could not be stored (Redis down). */
-  seq?: number | null
-  timestamp: string
-}
-
-/** Someone joined or left a room this client is in. */
-export interface ChatPresence {
-  type: 'presence'
-  room: string
-  payload: { event: 'join' | 'leave', client_id: number, user?: ChatUser, count: number }
-  timestamp: string
-}
+// The frames the client passes on as they come are the chat protocol's own, defined once.
+export type { ChatMessage, ChatPresence, JsonValue } from '../chat/messages.js'
+export type { ChatUser } from '../chat/adapter.js'
 
 /** Why a rejoin could not recover every missed message. */
-export type RecoveryReason = 'epoch' | 'evicted' | 'ahead'
+export type RecoveryReason = ChatRecoveryFailure
 
 /**
  * A room was joined (or joined again after a reconnect). The missed messages themselves arrive as
