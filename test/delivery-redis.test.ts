@@ -4,7 +4,7 @@
 import t, { type Test } from 'tap'
 import { chat, stats, RedisAdapter, type ChatOptions } from '../index.js'
 import { eventually, listen } from './helpers/index.js'
-import { drain, joinChat, type ChatClient, type Frame } from './helpers/chat.js'
+import { ask, drain, joinChat, next, ofType, send, type Frame } from './helpers/chat.js'
 import { REDIS_URL, ownRedis, redisMissing, redisServerMissing, testPrefix } from './helpers/redis.js'
 
 const missing = await redisMissing()
@@ -20,24 +20,6 @@ async function instance (t: Test, url: string, prefix: string, options: ChatOpti
     await app.register(stats)
   })
   return { ...server, adapter, url: server.url + '/ws' }
-}
-
-function send (client: ChatClient, frame: object): void {
-  client.ws.send(JSON.stringify(frame))
-}
-
-async function next (client: ChatClient, match: (f: Frame) => boolean): Promise<Frame> {
-  for (;;) {
-    const frame = await client.inbox.next()
-    if (match(frame)) return frame
-  }
-}
-
-const ofType = (type: string) => (f: Frame) => f.type === type
-
-async function ask (client: ChatClient, frame: object, type: string): Promise<Frame> {
-  send(client, frame)
-  return await next(client, ofType(type))
 }
 
 t.test('on Redis: acks carry the seq; one key sent to two instances at once is delivered once', { skip: missing ?? false }, async (t) => {

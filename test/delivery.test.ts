@@ -3,7 +3,7 @@
 import t, { type Test } from 'tap'
 import { chat, echohubRegistry, stats, type ChatOptions } from '../index.js'
 import { listen } from './helpers/index.js'
-import { drain, joinChat, type ChatClient, type Frame } from './helpers/chat.js'
+import { ask, drain, joinChat, next, ofType, send, type Frame } from './helpers/chat.js'
 import { SECRET, token } from './helpers/tokens.js'
 
 const ISO_MS_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/
@@ -14,25 +14,6 @@ async function chatServer (t: Test, options: ChatOptions = {}) {
     await app.register(stats)
   })
   return { ...server, url: server.url + '/ws' }
-}
-
-function send (client: ChatClient, frame: object): void {
-  client.ws.send(JSON.stringify(frame))
-}
-
-/** The client's next frame that `match` accepts. */
-async function next (client: ChatClient, match: (f: Frame) => boolean): Promise<Frame> {
-  for (;;) {
-    const frame = await client.inbox.next()
-    if (match(frame)) return frame
-  }
-}
-
-const ofType = (type: string) => (f: Frame) => f.type === type
-
-async function ask (client: ChatClient, frame: object, type: string): Promise<Frame> {
-  send(client, frame)
-  return await next(client, ofType(type))
 }
 
 t.test('every answer to a frame with a ref carries it right after type', async (t) => {

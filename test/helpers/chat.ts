@@ -34,3 +34,24 @@ export async function drain (client: ChatClient): Promise<Frame[]> {
     before.push(frame)
   }
 }
+
+/** Sends one frame as JSON. */
+export function send (client: ChatClient, frame: object): void {
+  client.ws.send(JSON.stringify(frame))
+}
+
+/** The client's next frame that `match` accepts (the ones before it are passed over). */
+export async function next (client: ChatClient, match: (f: Frame) => boolean): Promise<Frame> {
+  for (;;) {
+    const frame = await client.inbox.next()
+    if (match(frame)) return frame
+  }
+}
+
+export const ofType = (type: string) => (f: Frame) => f.type === type
+
+/** Sends a frame and waits for the next frame of `type`. */
+export async function ask (client: ChatClient, frame: object, type: string): Promise<Frame> {
+  send(client, frame)
+  return await next(client, ofType(type))
+}
