@@ -80,6 +80,8 @@ export interface ServiceOptions {
 
 /** Gaps shorter than this between a drop and the next attempt are a reconnect storm (R.4). */
 const STORM_MS = 100
+/** R.4: a gap counts as grown when it is at least this much longer than the one before (timing noise is not backoff). */
+const GROWTH = 1.1
 /** The largest value `max_size` takes (16 MiB is the largest message any case sends). */
 const MAX_SIZE_LIMIT = 2 ** 31
 
@@ -374,7 +376,7 @@ export class ConformanceService {
         if (gaps.some((g) => g < STORM_MS)) {
           return { behavior: 'FAILED', behaviorClose: 'OK', result: `a reconnect came within ${STORM_MS} ms of the drop (gaps ${gaps.join(', ')} ms): a reconnect storm`, resultClose: 'echohub dropped each connection' }
         }
-        const grows = gaps.every((g, i) => i === 0 || g > gaps[i - 1]!)
+        const grows = gaps.every((g, i) => i === 0 || g >= gaps[i - 1]! * GROWTH)
         return grows
           ? { behavior: 'OK', behaviorClose: 'OK', result: `the gaps between attempts grew: ${gaps.join(', ')} ms`, resultClose: 'echohub dropped each connection' }
           : { behavior: 'NON-STRICT', behaviorClose: 'OK', result: `the client reconnected, but the gaps did not grow: ${gaps.join(', ')} ms`, resultClose: 'echohub dropped each connection' }
