@@ -179,7 +179,7 @@ export async function startEchohub (config: Config, options: StartOptions): Prom
   // A hop count as the function Fastify makes of one (its types take only the other forms).
   const hops = config.trustProxy
   const trustProxy = typeof hops === 'number' ? (_address: string, hop: number) => hop < hops : hops
-  const registry = options.registry ?? new ConnectionRegistry({ serverInfo: `echohub ${VERSION}`, cli: true })
+  const registry = options.registry ?? new ConnectionRegistry({ serverInfo: `echohub ${VERSION}` })
   // Shown in /stats beside the limits: whose X-Forwarded-For the caps and envelopes believe.
   registry.limitSettings.trust_proxy = Array.isArray(config.trustProxy) ? config.trustProxy.join(',') : config.trustProxy
   const servers: RunningServer[] = []

@@ -453,7 +453,7 @@ export function adminLocalRefusal (app: FastifyInstance, request: FastifyRequest
   // Fastify's `ips` (with trustProxy only): the socket's address, then what the trusted proxies forwarded.
   const forwarded = (request as { ips?: string[] }).ips
   if (fromLoopback(request.raw.socket?.remoteAddress, forwarded)) return undefined
-  return REFUSALS.adminLocalOnly(app.echohub.cli ? '--auth-token' : 'the authToken option')
+  return REFUSALS.adminLocalOnly(app.echohubAccess.names.authToken)
 }
 
 /**

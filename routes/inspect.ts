@@ -57,7 +57,7 @@ export const inspectRoutes: FastifyPluginAsync<InspectRoutesOptions> = async (ap
     if (admin !== undefined) return admin.refusal
     const local = opts.localRefusal(request)
     if (local !== undefined) return local
-    if (!access.mutationAllowed(request)) return REFUSALS.originNotAllowed(String(request.headers.origin))
+    if (!access.mutationAllowed(request)) return REFUSALS.originNotAllowed(String(request.headers.origin), access.names.origins)
     // Last and after every await: the check and the handler that opens the connection run without yielding.
     return opts.capRefusal(request)
   }

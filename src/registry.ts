@@ -253,8 +253,6 @@ export class Connection {
 export interface RegistryOptions {
   /** Shown as `server_info` in /stats. */
   serverInfo?: string
-  /** Made by echohub's command line: refusals name its flags (`--auth-token`) rather than plugin options (`authToken`). */
-  cli?: boolean
 }
 
 export interface StatsSnapshot extends Traffic {
@@ -269,8 +267,6 @@ export interface StatsSnapshot extends Traffic {
 
 export class ConnectionRegistry {
   readonly serverInfo: string
-  /** Made by echohub's command line (see RegistryOptions). */
-  readonly cli: boolean
   readonly startedAt = Date.now()
   readonly connections = new Set<Connection>()
   readonly endpoints = new Map<string, EndpointStats>()
@@ -287,7 +283,6 @@ export class ConnectionRegistry {
 
   constructor (options: RegistryOptions = {}) {
     this.serverInfo = options.serverInfo ?? 'echohub'
-    this.cli = options.cli ?? false
   }
 
   /** Declares an endpoint; each name is used once per registry so its figures stay its own. */

@@ -52,7 +52,7 @@ t.test('with no credential set, the routes that show or act on single clients an
     t.equal(res.statusCode, 403, `${route.method} ${route.url} from another host`)
     t.same(res.json(), {
       error: 'admin_local_only',
-      message: 'this route shows or acts on single clients and, with no admin credential set, answers only this machine: set the authToken option to use it from another host'
+      message: 'this route shows or acts on single clients and, with no admin credential set, answers only this machine: set the "authToken" option to use it from another host'
     }, 'a host app is told the plugin option')
   }
   t.equal((await app.inject({ url: '/connections', remoteAddress: '127.0.0.1' })).statusCode, 200, 'this machine passes')
