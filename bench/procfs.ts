@@ -68,3 +68,18 @@ export function sample (pids: number[]): Sample {
   }
   return { cpu, wait, rss, busy: machineBusyTicks(), t: process.hrtime.bigint() }
 }
+
+/**
+ * The kernel's count of connections dropped because a listen queue was full (TcpExt
+ * ListenOverflows, machine-wide, from /proc/net/netstat); 0 where it cannot be read.
+ */
+export function listenOverflows (): number {
+  try {
+    const lines = readFileSync('/proc/net/netstat', 'utf8').split('\n').filter((l) => l.startsWith('TcpExt:'))
+    const names = lines[0]!.split(/\s+/)
+    const values = lines[1]!.split(/\s+/)
+    return Number(values[names.indexOf('ListenOverflows')] ?? 0)
+  } catch {
+    return 0
+  }
+}

@@ -8,6 +8,7 @@
 import net from 'node:net'
 import { randomBytes } from 'node:crypto'
 import { parseArgs } from 'node:util'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { connectWs, encodeFrame, MessageQueue, OP_BINARY, OP_CLOSE, type Conn } from './raw-ws.js'
 import { ATTACKS, Attackers, HealthWatch, type AttackName } from './soak-attacks.js'
 
@@ -227,11 +228,15 @@ async function churnLoop (offset: number): Promise<void> {
 const attackNames = (opt.attack === 'all' ? [...ATTACKS] : opt.attack.split(',').filter(Boolean)) as AttackName[]
 const unknown = attackNames.filter((name) => !(ATTACKS as readonly string[]).includes(name))
 if (unknown.length > 0) throw new Error(`unknown attack ${unknown.join(', ')}; the attacks are ${ATTACKS.join(', ')}`)
+// This process's own stalls, beside the health polls' times: a poll answered while this loop was
+// busy is read late, and the delay is not the server's.
+const ownLoop = monitorEventLoopDelay({ resolution: 10 })
+ownLoop.enable()
 const health = new HealthWatch({ echo: echoPort, 'echo-debug': debugPort, chat: chatPort })
 const attackers = attackNames.length === 0 ? undefined : new Attackers({ echo: echoPort, debug: debugPort, chat: chatPort })
 const figures = () => ({
   ...counts,
-  health: { worst_ms: health.worstMs, polls: health.polls, failures: health.failures },
+  health: { worst_ms: health.worstMs, worst_connect_ms: health.worstConnectMs, clients_loop_max_ms: Math.round(ownLoop.max / 1e6), polls: health.polls, failures: health.failures },
   ...(attackers === undefined ? {} : { attacks: attackers.counts })
 })
 

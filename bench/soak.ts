@@ -1,8 +1,9 @@
 // `npm run soak`: echohub under connection churn for a bounded time (default 10 minutes). echohub
-// runs in this process (so it can force a GC before each reading), pinned to core 0; the clients
+// runs in this process (so it can watch its collections), pinned to core 0; the clients
 // (soak-clients.ts) run pinned to core 1: steady clients check every reply on every endpoint while
-// churn opens and closes connections without pause. Every 10 s: RSS and heap after a forced GC,
-// active handles, the registry's connections, event-loop delay. At the end, a verdict:
+// churn opens and closes connections without pause. Every 10 s: RSS, the heap left by the last full
+// collection (none is forced while clients run: a forced one stalls the loop that /health is timed
+// against), active handles, the registry's connections, event-loop delay. At the end, a verdict:
 // no lost or wrong reply, the registry back to 0, RSS and heap within 10% of their level after
 // warm-up, and no growth trend, `/health` answered within 200 ms on every port (the clients poll
 // it every 250 ms). With `--attack`, hostile clients run beside the churn (soak-attacks.ts: a lab
@@ -11,11 +12,12 @@
 // each attack met is printed. Exit code 0 when every check passed, 1 otherwise.
 import { spawnSync, type ChildProcess } from 'node:child_process'
 import http from 'node:http'
-import { monitorEventLoopDelay } from 'node:perf_hooks'
+import { constants as perfConstants, monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks'
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { tuneGarbageCollector } from '../dist/app/heap.js'
 import { fmt, table } from './report.js'
+import { listenOverflows } from './procfs.js'
 import { pinning, readJsonLines, startPinned, stopAll, waitExit, exited } from './servers.js'
 
 // `npm run soak -- --delivery`: the exactly-once delivery soak (soak-delivery.ts) instead.
@@ -109,7 +111,7 @@ interface ClientCounts {
   churnErrors: number
   byKind: Record<string, number>
   problems?: string[]
-  health?: { worst_ms: Record<string, number>, polls: Record<string, number>, failures: Record<string, number> }
+  health?: { worst_ms: Record<string, number>, worst_connect_ms?: Record<string, number>, clients_loop_max_ms?: number, polls: Record<string, number>, failures: Record<string, number> }
   attacks?: Record<string, AttackCounts>
 }
 const attack = opt.attacks ?? (opt.attack ? 'all' : '')
@@ -121,6 +123,7 @@ loop.enable()
 const readings: Reading[] = []
 let latest: ClientCounts = { opened: 0, checked: 0, wrong: 0, lost: 0, churnErrors: 0, byKind: {} }
 const t0 = Date.now()
+const overflowsAtStart = listenOverflows()
 
 /**
  * RSS once the collection's freed pages have left it: V8 returns them to the system from a
@@ -149,11 +152,22 @@ function rssParts (): { anon: number, file: number } {
   }
 }
 
-async function read (): Promise<Reading> {
-  // Twice: the second collection starts by finishing the first one's sweeping.
-  gc?.()
-  gc?.()
-  const heap = process.memoryUsage().heapUsed
+/** The heap used right after the last full (mark-compact) collection: what survives. */
+let heapAfterFull: number | undefined
+new PerformanceObserver((list) => {
+  for (const entry of list.getEntries()) {
+    if (((entry as { detail?: { kind?: number } }).detail)?.kind === perfConstants.NODE_PERFORMANCE_GC_MAJOR) heapAfterFull = process.memoryUsage().heapUsed
+  }
+}).observe({ entryTypes: ['gc'] })
+
+/** A reading; `collect` forces a full collection first (only once the clients are gone). */
+async function read (collect = false): Promise<Reading> {
+  if (collect) {
+    // Twice: the second collection starts by finishing the first one's sweeping.
+    gc?.()
+    gc?.()
+  }
+  const heap = collect || heapAfterFull === undefined ? process.memoryUsage().heapUsed : heapAfterFull
   const rss = await settledRss()
   const reading = {
     t: (Date.now() - t0) / 1000,
@@ -180,7 +194,7 @@ function line (r: Reading): string {
 
 console.log(`echohub soak: ${minutes} min of churn (${opt.churn} loops), warm-up ${warmupMs / 1000} s, a reading every ${SAMPLE_MS / 1000} s; ` +
   `node ${process.version}; ${pinning.ok ? 'echohub on core 0, clients on core 1' : `NOT pinned (${pinning.why})`}` +
-  `${gc === undefined ? '; WARNING: no --expose-gc, readings are taken without a forced GC' : ''}`)
+  `${gc === undefined ? '; WARNING: no --expose-gc, the reading after the clients left is taken without a forced GC' : ''}`)
 console.log(`ports: echo ${port('echo')}, echo-debug ${port('echo-debug')}, chat ${port('chat')}`)
 if (attack !== '') console.log(`attackers on: ${attack}`)
 
@@ -213,7 +227,7 @@ for (const deadline = Date.now() + 15_000; Date.now() < deadline;) {
   if (registry === 0) break
   await new Promise((resolve) => setTimeout(resolve, 200))
 }
-const after = await read()
+const after = await read(true)
 console.log(`after the clients left: ${line(after)}`)
 
 // The verdict.
@@ -236,6 +250,7 @@ if (final === null) {
   checks.push(['no lost or wrong reply', final.lost + final.wrong === 0,
     `${final.checked} replies checked, ${final.lost} lost, ${final.wrong} wrong${final.problems?.length ? `; first: ${final.problems[0]}` : ''}`])
 }
+console.log(`listen queue overflows during the run (the kernel's TcpExt ListenOverflows, machine-wide): ${listenOverflows() - overflowsAtStart}`)
 checks.push(['registry back to 0', registry === 0, `${registry} connections registered 15 s after the clients stopped`])
 /**
  * Under attack, memory rises and falls with the attackers' rounds, so one reading against another
@@ -271,12 +286,12 @@ if (health === undefined || Object.keys(health.polls).length === 0) {
   const worst = Math.max(...Object.values(health.worst_ms))
   const failures = Object.values(health.failures).reduce((a, b) => a + b, 0)
   checks.push([`/health within ${HEALTH_MS} ms on every port`, worst <= HEALTH_MS && failures === 0,
-    `worst ${Object.entries(health.worst_ms).map(([name, ms]) => `${name} ${fmt(ms, 1)} ms`).join(', ')} over ${Object.values(health.polls).reduce((a, b) => a + b, 0)} polls; ${failures} failed`])
+    `worst ${Object.entries(health.worst_ms).map(([name, ms]) => `${name} ${fmt(ms, 1)} ms (connect ${fmt(health.worst_connect_ms?.[name] ?? NaN, 1)})`).join(', ')} over ${Object.values(health.polls).reduce((a, b) => a + b, 0)} polls; ${failures} failed; the polling process stalled at most ${fmt(health.clients_loop_max_ms ?? NaN, 0)} ms`])
 }
 const opened = final?.opened ?? latest.opened
 console.log(`\n${minutes} min: ${opened} connections by the clients (${Object.entries((final ?? latest).byKind).map(([k, v]) => `${k}: ${v}`).join(', ')}; ` +
   `${(final ?? latest).churnErrors} churn errors), ${(final ?? latest).checked} replies checked`)
-if (!gc) console.log('warning: run with node --expose-gc (npm run soak does) for readings after a forced GC')
+if (!gc) console.log('warning: run with node --expose-gc (npm run soak does) for a reading after a forced GC once the clients left')
 const attacks = (final ?? latest).attacks
 if (attacks !== undefined) {
   const kv = (o: Record<string, number>) => Object.entries(o).map(([k, v]) => `${k}: ${v}`).join(', ') || '-'

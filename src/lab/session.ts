@@ -67,8 +67,12 @@ export const OUTPUT_WINDOW = 64 * 1024
 const FRAME_COST = 64
 /** Frames in one batch at most, so a batch of tiny fragments stays short too. */
 const BATCH_FRAMES = 256
-/** The time all sessions' batches may take in one turn of the event loop; the rest wait for the next. */
-const TURN_MS = 4
+/**
+ * The time all sessions' batches may take in one turn of the event loop; the rest wait for the
+ * next. Short, since a turn is also what new connections wait on: libuv accepts one connection per
+ * turn, so under load the turns' length sets how long a connect (a `/health` poll) waits.
+ */
+const TURN_MS = 1
 
 /** Close code and reason when one message's replies reach the output budget. */
 export const LAB_OUTPUT_CODE = 1008
