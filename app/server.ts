@@ -76,7 +76,7 @@ const DEFINITIONS: Record<ServerKind, ServerDefinition> = {
       // With --redis, every instance on that Redis and prefix is one chat (ioredis is loaded only then).
       const adapter = config.redis === undefined
         ? undefined
-        : new (await import('../src/chat/redis-adapter.js')).RedisAdapter(config.redis, { prefix: config.redisPrefix })
+        : new (await import('../src/chat/redis-adapter.js')).RedisAdapter(config.redis, { prefix: config.redisPrefix, heartbeatTtl: config.redisHeartbeatTtl })
       await app.register(chat, {
         ...(adapter === undefined ? {} : { adapter }),
         maxPayload: config.chatMaxPayload,

@@ -93,10 +93,13 @@ const LAUNCH: Record<ServerName, () => Promise<Server>> = {
  * The scale scenarios' groups: as many processes as the spec asks (fewer with --quick). Their
  * heartbeat pings every 120 s instead of 30: twelve processes opening 100,000 connections (each
  * join news to up to 99 members) on a 2-core machine busy with other work left the generators more
- * than 30 s behind on their reads, and the heartbeat rightly cut them off.
+ * than 30 s behind on their reads, and the heartbeat rightly cut them off. For the same reason
+ * their Redis heartbeat may lapse for 60 s before the others take a process for dead.
  */
 function launchFor (name: ServerName, instances: number): () => Promise<Server> {
-  return name === 'echohub x6' ? () => startEchohubGroup(scale, instances, 'echohub x6', ['--heartbeat-interval', '120000']) : LAUNCH[name]
+  return name === 'echohub x6'
+    ? () => startEchohubGroup(scale, instances, 'echohub x6', ['--heartbeat-interval', '120000', '--redis-heartbeat-ttl', '60000'])
+    : LAUNCH[name]
 }
 
 async function main (): Promise<void> {

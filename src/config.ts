@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { InvalidConfigError } from './errors.js'
 import { VERSION } from './version.js'
-import { DEFAULT_LIMITS, DEFAULT_REDIS_PREFIX, ENDPOINT_DEFAULTS } from './limits.js'
+import { DEFAULT_HEARTBEAT_TTL, DEFAULT_LIMITS, DEFAULT_REDIS_PREFIX, ENDPOINT_DEFAULTS } from './limits.js'
 import { publicKeyFromPem, secretKey } from './auth/jwt.js'
 import { isSubprotocolName } from './transport/subprotocols.js'
 
@@ -49,6 +49,8 @@ export interface Config {
   /** Redis shared by every instance of one chat (`redis://host:6379`); none: the chat runs in process. */
   redis: string | undefined
   redisPrefix: string
+  /** ms after its last heartbeat that the other instances take an instance for dead and remove its members. */
+  redisHeartbeatTtl: number
   /** HS256 secret for client JWTs; with it (or jwtPublicKey) identity is on. */
   jwtSecret: string | undefined
   /** PEM text of the RS256/ES256 public key, read from the --jwt-public-key file at start. */
@@ -139,6 +141,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'headersTimeout', flag: 'headers-timeout', env: 'HEADERS_TIMEOUT', kind: 'count', min: 1, unit: 'ms', default: String(DEFAULT_LIMITS.headersTimeout), help: 'ms a socket has from accept (TLS handshake included) to complete its request headers; then it is closed' },
   { key: 'redis', flag: 'redis', env: 'REDIS_URL', kind: 'redisUrl', default: undefined, help: 'Redis URL (redis://host:6379): instances on one Redis and prefix share one chat' },
   { key: 'redisPrefix', flag: 'redis-prefix', env: 'REDIS_PREFIX', kind: 'redisPrefix', default: DEFAULT_REDIS_PREFIX, help: 'prefix of every Redis key and channel echohub uses' },
+  { key: 'redisHeartbeatTtl', flag: 'redis-heartbeat-ttl', env: 'REDIS_HEARTBEAT_TTL', kind: 'count', min: 100, unit: 'ms', default: String(DEFAULT_HEARTBEAT_TTL), help: 'ms without a heartbeat after which the other instances take one for dead and remove its clients from the rooms' },
   { key: 'jwtSecret', flag: 'jwt-secret', env: 'JWT_SECRET', kind: 'jwtSecret', default: undefined, help: 'clients present an HS256 JWT signed with this secret (32+ bytes; prefer the variable)' },
   { key: 'jwtPublicKey', flag: 'jwt-public-key', env: 'JWT_PUBLIC_KEY', kind: 'pemFile', default: undefined, help: 'clients present an RS256/ES256 JWT checked with this PEM public key file' },
   { key: 'jwtAudience', flag: 'jwt-audience', env: 'JWT_AUDIENCE', kind: 'string', default: undefined, help: "a client JWT's aud must name this" },

@@ -107,3 +107,6 @@ export const ENDPOINT_DEFAULTS = {
 
 /** Prefix of every Redis key and channel; instances share a chat when they share Redis and prefix. */
 export const DEFAULT_REDIS_PREFIX = 'echohub:'
+
+/** An instance whose Redis heartbeat is older than this (ms) is dead: the others remove its members. */
+export const DEFAULT_HEARTBEAT_TTL = 10000

@@ -333,6 +333,39 @@ t.test('RedisAdapter: instances on one Redis and prefix form one chat', { skip: 
     t.same((await a.adapter.rooms())[0]?.members, 2, 'the live members stay')
   })
 
+  t.test('an instance whose heartbeat lapsed puts its swept members back, in batches, whatever the room size', async (t) => {
+    const prefix = testPrefix(t)
+    const ttl = 400
+    const a = await started(t, redisAdapter(t, prefix, { heartbeatTtl: ttl }))
+    const b = await started(t, redisAdapter(t, prefix, { heartbeatTtl: ttl }))
+    await joined(b.adapter, 'crowd', b.member(1))
+    await joined(b.adapter, 'small', b.member(2))
+    // More members than one rejoin call takes (500), with and without a user.
+    const crowd = Array.from({ length: 1001 }, (_, i) => a.member(i + 1, i % 2 === 0 ? { id: `u${i}` } : undefined))
+    for (const who of crowd) await joined(a.adapter, 'crowd', who)
+    await joined(a.adapter, 'small', a.member(5000))
+    await publish(a.adapter, 'small', 'before')
+    await b.events.until(() => b.events.presence.length === 1004, 'the joins on b')
+    // What a stalled instance finds when it wakes: its heartbeat expired and a survivor swept its
+    // members (one atomic step here, so the instance cannot rejoin between the two).
+    const redis = new Redis(REDIS_URL)
+    t.teardown(() => redis.disconnect())
+    const instance = a.adapter.clientIdBase / CLIENT_ID_SPAN
+    await redis.multi()
+      .del(`${prefix}instance:${instance}`)
+      .hdel(`${prefix}{crowd}:members`, ...crowd.map((m) => String(m.clientId)))
+      .hdel(`${prefix}{small}:members`, String(a.member(5000).clientId))
+      .exec()
+    const joinsOnB = (room: string) => b.events.presence.filter((p) => p.room === room && p.event === 'join')
+    await b.events.until(() => joinsOnB('crowd').length === 2003 && joinsOnB('small').length === 3, 'a presence join on b for every member put back', 10000)
+    t.same(joinsOnB('crowd').slice(1002).map((p) => p.member).sort((x, y) => x.clientId - y.clientId), crowd, 'every member, with its user')
+    t.same(joinsOnB('crowd').slice(1002).map((p) => p.count), Array.from({ length: 1001 }, (_, i) => i + 2), 'counts as they were added')
+    t.equal(await redis.hlen(`${prefix}{crowd}:members`), 1002, 'all back in Redis')
+    t.same((await b.adapter.rooms()).sort((x, y) => x.room.localeCompare(y.room)), [{ room: 'crowd', members: 1002, seq: 0 }, { room: 'small', members: 2, seq: 1 }])
+    t.equal(a.events.presence.filter((p) => p.event === 'join').length, 1002, 'no second join for its own members on a')
+    t.same(a.events.resets, [], 'the rooms keep their epoch and seq')
+  })
+
   t.test('start fails fast, naming the URL, when Redis cannot be reached', async (t) => {
     const server = (await import('node:net')).createServer()
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))

@@ -107,12 +107,16 @@ t.test('Redis: --redis/REDIS_URL and --redis-prefix/REDIS_PREFIX', async (t) => 
   t.equal(config(['--redis', 'rediss://user:pw@cache.example.com:6380/2'], { REDIS_URL: 'redis://x' }).redis, 'rediss://user:pw@cache.example.com:6380/2', 'the flag wins; TLS and a database number are fine')
   t.equal(config(['--redis-prefix', 'staging:'], { REDIS_PREFIX: 'x:' }).redisPrefix, 'staging:')
   t.equal(config([], { REDIS_PREFIX: 'prod:' }).redisPrefix, 'prod:')
+  t.equal(c.redisHeartbeatTtl, 10000, 'an instance silent for 10 s is taken for dead')
+  t.equal(config(['--redis-heartbeat-ttl', '30000'], { REDIS_HEARTBEAT_TTL: '5000' }).redisHeartbeatTtl, 30000)
+  t.equal(config([], { REDIS_HEARTBEAT_TTL: '5000' }).redisHeartbeatTtl, 5000)
   const bad: Array<[string[], NodeJS.ProcessEnv, RegExp]> = [
     [['--redis', '127.0.0.1:6379'], {}, /--redis must be a URL like redis:\/\/127\.0\.0\.1:6379/],
     [[], { REDIS_URL: 'http://localhost:6379' }, /REDIS_URL must be a URL like redis:/],
     [['--redis', 'redis://user:secret@/'], {}, /got "redis:\/\/\*\*\*@\/"/],
     [['--redis-prefix', ''], {}, /--redis-prefix must be a non-empty prefix/],
-    [[], { REDIS_PREFIX: 'chat{1}:' }, /REDIS_PREFIX must be a non-empty prefix without \{ or \}/]
+    [[], { REDIS_PREFIX: 'chat{1}:' }, /REDIS_PREFIX must be a non-empty prefix without \{ or \}/],
+    [['--redis-heartbeat-ttl', '99'], {}, /--redis-heartbeat-ttl must be a whole number from 100 up \(ms\)/]
   ]
   for (const [argv, env, message] of bad) {
     t.throws(() => parseConfig(argv, env), { code: 'ECHOHUB_ERR_INVALID_CONFIG', message }, argv.join(' ') || JSON.stringify(env))

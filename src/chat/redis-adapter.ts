@@ -4,7 +4,7 @@
 import { Redis } from 'ioredis'
 import { isRedisClient, type RedisClient } from './redis-client.js'
 import { InvalidOptionError } from '../errors.js'
-import { DEFAULT_REDIS_PREFIX } from '../limits.js'
+import { DEFAULT_HEARTBEAT_TTL, DEFAULT_REDIS_PREFIX } from '../limits.js'
 import { assembleMessage } from './messages.js'
 import { newEpoch } from './memory-adapter.js'
 import { DedupeCache } from './dedupe.js'
@@ -25,7 +25,7 @@ import type {
   RoomInfo,
   StoredMessage
 } from './adapter.js'
-import { FLOOR, HISTORY, JOIN, LEAVE, LOBBY, PUBLISH, ROOMS, SWEEP, type Script } from './redis-scripts.js'
+import { FLOOR, HISTORY, JOIN, LEAVE, LOBBY, PUBLISH, REJOIN, ROOMS, SWEEP, type Script } from './redis-scripts.js'
 
 /** Where the adapter writes what it has to say: pino, fastify's logger and console all fit. */
 export interface AdapterLogger {
@@ -44,12 +44,13 @@ export interface RedisAdapterOptions {
 
 /** `client_id`s of instance n are n * CLIENT_ID_SPAN + the process's own connection number. */
 export const CLIENT_ID_SPAN = 1e9
-export { DEFAULT_REDIS_PREFIX }
-export const DEFAULT_HEARTBEAT_TTL = 10000
+export { DEFAULT_REDIS_PREFIX, DEFAULT_HEARTBEAT_TTL }
 const PLUGIN = 'RedisAdapter'
 /** Reconnect backoff: doubling from 100 ms, at most this, with jitter. */
 const MAX_BACKOFF = 2000
 const CONNECT_TIMEOUT = 5000
+/** Members put back into Redis per script call when this instance rejoins its rooms. */
+const REJOIN_BATCH = 500
 /** A `since` this large is past any real seq; keeps the stream ID exact. */
 const SINCE_CAP = 9e15
 
@@ -630,14 +631,24 @@ export class RedisAdapter implements ChatAdapter {
     await this.#rejoin(rooms)
   }
 
-  /** Puts this instance's members back into Redis (a presence `join` for the others where they were missing). */
+  /**
+   * Puts this instance's members back into Redis (a presence `join` for the others where they
+   * were missing): one script call per room and REJOIN_BATCH members, whatever the room's size.
+   */
   async #rejoin (rooms: LocalRoom[]): Promise<void> {
-    await Promise.all(rooms.flatMap((local) => [...local.members.values()].map(async (who) => {
-      const result = await this.#joinScript(local, who)
-      if (result === 0) return
-      this.#seen(local, result[4], result[0])
-      if (result[0] > local.lastSeq) local.lastSeq = result[0]
-    })))
+    await Promise.all(rooms.map(async (local) => {
+      const members = [...local.members.values()]
+      const k = local.keys
+      for (let i = 0; i < members.length; i += REJOIN_BATCH) {
+        const args: Array<string | number> = [local.name, this.#instance, this.#limits.maxRooms, k.channel]
+        for (const who of members.slice(i, i + REJOIN_BATCH)) args.push(who.clientId, encodeUser(who.user))
+        const result = await this.#eval(REJOIN, [this.#keys.epochs, this.#keys.rooms, k.state, k.members, k.history], args) as [number, number, string] | 0
+        if (result === 0) return
+        const [seq, , epoch] = result
+        this.#seen(local, epoch, seq)
+        if (seq > local.lastSeq) local.lastSeq = seq
+      }
+    }))
   }
 
   /** Heartbeat, and the sweep of instances whose heartbeat lapsed. */

@@ -149,6 +149,37 @@ return {seq, added, count, redis.call('HGETALL', KEYS[4]), epoch}
 `)
 
 /**
+ * Rejoin: puts back, in one step, members of one room that this instance still has and Redis may
+ * have lost (a Redis restarted, or this instance's heartbeat lapsed and another swept it). Only the
+ * missing ones are added, each with a presence `join` on the channel; the member list is not sent
+ * back (a room of thousands would make every batch's answer thousands long).
+ * KEYS: epoch counter, rooms, state, members, history.
+ * ARGV: room, instance, maxRooms, channel, then clientId and user JSON (or '') for each member.
+ * Returns {seq, added, epoch}, or 0 when the room would be one too many.
+ */
+export const REJOIN = script(`
+local t = now()
+local room = ARGV[1]
+local added = 0
+for i = 5, #ARGV, 2 do
+  if redis.call('HEXISTS', KEYS[4], ARGV[i]) == 0 then
+    if added == 0 and not exists(KEYS[2], room, t) and not create(KEYS[2], t, tonumber(ARGV[3]), KEYS[3], KEYS[4], KEYS[5]) then return 0 end
+    local order = redis.call('HINCRBY', KEYS[3], 'joins', 1)
+    redis.call('HSET', KEYS[4], ARGV[i], order .. ',' .. ARGV[2] .. ',' .. ARGV[i + 1])
+    added = added + 1
+    redis.call('PUBLISH', ARGV[4], 'pj,' .. ARGV[i] .. ',' .. redis.call('HLEN', KEYS[4]) .. ',' .. ARGV[i + 1])
+  end
+end
+if added > 0 then
+  redis.call('ZADD', KEYS[2], '+inf', room)
+  redis.call('PERSIST', KEYS[3])
+  redis.call('PERSIST', KEYS[5])
+end
+local epoch = epochOf(KEYS[3], room, KEYS[1])
+return {tonumber(redis.call('HGET', KEYS[3], 'seq') or '0'), added, epoch}
+`)
+
+/**
  * Leave. KEYS: rooms, state, members, history. ARGV: room, clientId, roomTtl, channel.
  * Returns the members left, or -1 when the client was not in the room.
  */
