@@ -62,6 +62,7 @@ const DEFINITIONS: Record<ServerKind, ServerDefinition> = {
     portKey: 'debugPort',
     portFlag: '--debug-port',
     paths: [{ scheme: 'ws', path: '/' }, { scheme: 'ws', path: '/raw' }],
+    suitePaths: [{ scheme: 'ws', path: '/conformance' }],
     verbose: true,
     async setup (app, config) {
       await app.register(echo, { name: 'echo-debug', serverInfo: `${config.serverInfo} (debug)`, welcome: true, debug: true, maxPayload: config.echoMaxPayload, subprotocols: config.subprotocols ?? '*', labMaxOutput: config.labMaxOutput, labMaxBurst: config.labMaxBurst, conformance: suiteOptions(config) })

@@ -209,8 +209,12 @@ export class Attackers {
 
   /** 3. Two hundred `/inspect/ws` sockets on the pages' server, read and discarded. */
   async #inspectors (): Promise<void> {
-    const opened = await this.#inWaves(200, () => this.#open('inspectors', this.#ports.chat, '/inspect/ws'))
-    for (const upgraded of opened) if (upgraded !== undefined) this.#watchClose('inspectors', upgraded)
+    // Each is read from its upgrade on (what comes before a reader is routed is lost).
+    const opened = await this.#inWaves(200, async () => {
+      const upgraded = await this.#open('inspectors', this.#ports.chat, '/inspect/ws')
+      if (upgraded !== undefined) this.#watchClose('inspectors', upgraded)
+      return upgraded
+    })
     await this.#sleep(ROUND_MS)
     for (const upgraded of opened) this.#end(upgraded?.socket)
   }

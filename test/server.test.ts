@@ -24,6 +24,7 @@ t.test('runs echo and echo-debug on their own ports over one registry', async (t
   const [echoServer, debugServer] = hub.servers
   t.not(echoServer!.port, debugServer!.port)
   t.same(echoServer!.urls, [`ws://127.0.0.1:${echoServer!.port}/`, `ws://127.0.0.1:${echoServer!.port}/raw`, `ws://127.0.0.1:${echoServer!.port}/conformance`])
+  t.same(debugServer!.urls, [`ws://127.0.0.1:${debugServer!.port}/`, `ws://127.0.0.1:${debugServer!.port}/raw`, `ws://127.0.0.1:${debugServer!.port}/conformance`], 'echo-debug serves the suite too, and says so')
 
   const plain = await connect(t, `ws://127.0.0.1:${echoServer!.port}/`)
   plain.send('hi')
