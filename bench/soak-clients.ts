@@ -2,15 +2,14 @@
 // exchange messages on every endpoint and check every reply; churn loops open and close
 // connections without pause, in every way a client can (a close frame, a dropped socket, mid-
 // handshake, with device-lab controls). With `--attack`, hostile clients run beside them
-// (soak-attacks.ts). `/health` is polled on every port throughout, its worst answer time kept.
+// (soak-attacks.ts). `/health` is polled by a process of its own (soak-health.ts).
 // Every 10 s it prints {"event":"tick",...}; when stdin closes it stops the churn and the
 // attackers, closes the steady clients properly and prints {"event":"done",...}.
 import net from 'node:net'
 import { randomBytes } from 'node:crypto'
 import { parseArgs } from 'node:util'
-import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { connectWs, encodeFrame, MessageQueue, OP_BINARY, OP_CLOSE, type Conn } from './raw-ws.js'
-import { ATTACKS, Attackers, HealthWatch, type AttackName } from './soak-attacks.js'
+import { ATTACKS, Attackers, type AttackName } from './soak-attacks.js'
 
 const { values: opt } = parseArgs({
   options: {
@@ -228,15 +227,9 @@ async function churnLoop (offset: number): Promise<void> {
 const attackNames = (opt.attack === 'all' ? [...ATTACKS] : opt.attack.split(',').filter(Boolean)) as AttackName[]
 const unknown = attackNames.filter((name) => !(ATTACKS as readonly string[]).includes(name))
 if (unknown.length > 0) throw new Error(`unknown attack ${unknown.join(', ')}; the attacks are ${ATTACKS.join(', ')}`)
-// This process's own stalls, beside the health polls' times: a poll answered while this loop was
-// busy is read late, and the delay is not the server's.
-const ownLoop = monitorEventLoopDelay({ resolution: 10 })
-ownLoop.enable()
-const health = new HealthWatch({ echo: echoPort, 'echo-debug': debugPort, chat: chatPort })
 const attackers = attackNames.length === 0 ? undefined : new Attackers({ echo: echoPort, debug: debugPort, chat: chatPort })
 const figures = () => ({
   ...counts,
-  health: { worst_ms: health.worstMs, worst_connect_ms: health.worstConnectMs, clients_loop_max_ms: Math.round(ownLoop.max / 1e6), polls: health.polls, failures: health.failures },
   ...(attackers === undefined ? {} : { attacks: attackers.counts })
 })
 
@@ -259,6 +252,5 @@ const churn = Array.from({ length: Number(opt.churn) }, (_, i) => churnLoop(i))
 emit({ event: 'started' })
 await Promise.all([...steady, ...churn, attacksStopped])
 clearInterval(tick)
-health.stop()
 emit({ event: 'done', ...figures(), problems })
 process.exit(0)

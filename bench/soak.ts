@@ -5,7 +5,7 @@
 // collection (none is forced while clients run: a forced one stalls the loop that /health is timed
 // against), active handles, the registry's connections, event-loop delay. At the end, a verdict:
 // no lost or wrong reply, the registry back to 0, RSS and heap within 10% of their level after
-// warm-up, and no growth trend, `/health` answered within 200 ms on every port (the clients poll
+// warm-up, and no growth trend, `/health` answered within 200 ms on every port (a poller of its own polls
 // it every 250 ms). With `--attack`, hostile clients run beside the churn (soak-attacks.ts: a lab
 // freeze, a history flood, inspector sockets, slow headers, huge bursts, foreign admin reads, ping
 // floods), each in rounds bounded in count and time; the same checks judge the process, and what
@@ -103,6 +103,8 @@ interface Reading {
 }
 
 interface AttackCounts { rounds: number, opened: number, refused: Record<string, number>, closes: Record<string, number>, errors: number, notes: Record<string, number> }
+/** What the poller (soak-health.ts) reports when it stops. */
+interface HealthFigures { worst_ms: Record<string, number>, worst_connect_ms: Record<string, number>, poller_loop_max_ms: number, polls: Record<string, number>, failures: Record<string, number> }
 interface ClientCounts {
   opened: number
   checked: number
@@ -111,7 +113,6 @@ interface ClientCounts {
   churnErrors: number
   byKind: Record<string, number>
   problems?: string[]
-  health?: { worst_ms: Record<string, number>, worst_connect_ms?: Record<string, number>, clients_loop_max_ms?: number, polls: Record<string, number>, failures: Record<string, number> }
   attacks?: Record<string, AttackCounts>
 }
 const attack = opt.attacks ?? (opt.attack ? 'all' : '')
@@ -198,6 +199,12 @@ console.log(`echohub soak: ${minutes} min of churn (${opt.churn} loops), warm-up
 console.log(`ports: echo ${port('echo')}, echo-debug ${port('echo-debug')}, chat ${port('chat')}`)
 if (attack !== '') console.log(`attackers on: ${attack}`)
 
+const poller: ChildProcess = startPinned(1, 'soak-health.js', ['--ports', JSON.stringify({ echo: port('echo'), 'echo-debug': port('echo-debug'), chat: port('chat') })],
+  { stdio: ['pipe', 'pipe', 'inherit'] })
+const polled = new Promise<HealthFigures | null>((resolve) => {
+  readJsonLines(poller.stdout!, (msg) => { if (msg.event === 'health') resolve(msg as unknown as HealthFigures) })
+  poller.on('exit', () => resolve(null))
+})
 const child: ChildProcess = startPinned(1, 'soak-clients.js', ['--echo-port', String(port('echo')), '--debug-port', String(port('echo-debug')),
   '--chat-port', String(port('chat')), '--churn', String(opt.churn), ...(attack === '' ? [] : ['--attack', attack])], { stdio: ['pipe', 'pipe', 'inherit'] })
 const done = new Promise<ClientCounts | null>((resolve) => {
@@ -219,8 +226,11 @@ for (let at = SAMPLE_MS; at <= runMs && !interrupted && !exited(child); at += SA
 
 // Stop the churn; the steady clients close properly and report.
 child.stdin!.end()
+poller.stdin!.end()
 const final = await Promise.race([done, new Promise<null>((resolve) => setTimeout(() => resolve(null), 60_000))])
 await waitExit(child, 5000)
+const health = await Promise.race([polled, new Promise<null>((resolve) => setTimeout(() => resolve(null), 10_000))])
+await waitExit(poller, 5000)
 let registry = -1
 for (const deadline = Date.now() + 15_000; Date.now() < deadline;) {
   registry = (await stats()).connections.current
@@ -279,14 +289,13 @@ for (const key of ['rss', 'heap'] as const) {
   checks.push([`no ${key} growth trend`, Number.isFinite(tr) ? tr <= 0.05 : null,
     Number.isFinite(tr) ? `fitted line over ${steadyPart.length} readings: ${tr >= 0 ? '+' : ''}${fmt(100 * tr, 1)}% across the run (limit +5%)` : 'too few readings'])
 }
-const health = (final ?? latest).health
-if (health === undefined || Object.keys(health.polls).length === 0) {
+if (health === null || Object.keys(health.polls).length === 0) {
   checks.push([`/health within ${HEALTH_MS} ms on every port`, null, 'no polls reported'])
 } else {
   const worst = Math.max(...Object.values(health.worst_ms))
   const failures = Object.values(health.failures).reduce((a, b) => a + b, 0)
   checks.push([`/health within ${HEALTH_MS} ms on every port`, worst <= HEALTH_MS && failures === 0,
-    `worst ${Object.entries(health.worst_ms).map(([name, ms]) => `${name} ${fmt(ms, 1)} ms (connect ${fmt(health.worst_connect_ms?.[name] ?? NaN, 1)})`).join(', ')} over ${Object.values(health.polls).reduce((a, b) => a + b, 0)} polls; ${failures} failed; the polling process stalled at most ${fmt(health.clients_loop_max_ms ?? NaN, 0)} ms`])
+    `worst ${Object.entries(health.worst_ms).map(([name, ms]) => `${name} ${fmt(ms, 1)} ms (connect ${fmt(health.worst_connect_ms[name] ?? NaN, 1)})`).join(', ')} over ${Object.values(health.polls).reduce((a, b) => a + b, 0)} polls; ${failures} failed; the poller itself stalled at most ${fmt(health.poller_loop_max_ms, 0)} ms`])
 }
 const opened = final?.opened ?? latest.opened
 console.log(`\n${minutes} min: ${opened} connections by the clients (${Object.entries((final ?? latest).byKind).map(([k, v]) => `${k}: ${v}`).join(', ')}; ` +
