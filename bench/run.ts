@@ -85,6 +85,7 @@ const LAUNCH: Record<ServerName, () => Promise<Server>> = {
   'socket.io x2': () => startSocketio(2),
   'echohub deflate': () => startEchohub(scale, { tls: false, deflate: true }),
   'echohub tls': () => startEchohub(scale, { tls: true, deflate: false }),
+  'echohub no-suite': () => startEchohub(scale, { tls: false, deflate: false }, { name: 'echohub no-suite', args: ['--no-conformance'] }),
   uWS: () => startUws(),
   'echohub x6': () => startEchohubGroup(scale, 6, 'echohub x6')
 }

@@ -5,7 +5,7 @@ import { CLK_TCK, fdCount, findProcess, rssBytes, sample, waitNs, type Sample } 
 import { exited, readJsonLines, ROOM, sleep, startPinned, stopServer, waitExit, type Server } from './servers.js'
 
 export type ServerName = 'echohub' | 'baseline' | 'baseline gc-tuned' | 'socket.io' | 'echohub x2' | 'socket.io x2' | 'echohub deflate' | 'echohub tls' |
-  'uWS' | 'echohub x6'
+  'uWS' | 'echohub x6' | 'echohub no-suite'
 export type Metric = 'rate' | 'p50' | 'p99' | 'cpuPer1k' | 'perCpu' | 'rss' | 'rssPerConn' | 'idleShare'
 
 export const METRIC_NAMES: Record<Metric, string> = {
@@ -161,10 +161,12 @@ function fanout (inflight: number): Scenario[] {
 
 /**
  * What `--compression` and TLS cost, beside echohub's plain figures: the same echo or broadcast with
- * the transport on. Shown, not targets.
+ * the transport on; and what the conformance suite costs when nobody runs it: the same echo on a
+ * server started with `--no-conformance`. Shown, not targets.
  */
-function transport (kind: 'deflate' | 'tls', scenario: Omit<Scenario, 'servers' | 'ratios' | 'room' | 'path'> & { path?: string }): Scenario {
-  const of: ServerName = kind === 'deflate' ? 'echohub deflate' : 'echohub tls'
+const VARIANTS = { deflate: 'echohub deflate', tls: 'echohub tls', 'no-suite': 'echohub no-suite' } as const
+function transport (kind: keyof typeof VARIANTS, scenario: Omit<Scenario, 'servers' | 'ratios' | 'room' | 'path'> & { path?: string }): Scenario {
+  const of: ServerName = VARIANTS[kind]
   return {
     path: '',
     room: false,
@@ -201,6 +203,8 @@ export const SCENARIOS: Scenario[] = [
   transport('tls', { name: 'tls-echo-raw-64B', kind: 'echo', path: '/raw', size: 64, inflight: 1 }),
   transport('tls', { name: 'tls-echo-raw-16KiB', kind: 'echo', path: '/raw', size: 16_384, inflight: 1 }),
   transport('tls', { name: 'tls-broadcast-8', kind: 'broadcast', size: 64, inflight: 8 }),
+  transport('no-suite', { name: 'no-suite-echo-raw-64B', kind: 'echo', path: '/raw', size: 64, inflight: 1 }),
+  transport('no-suite', { name: 'no-suite-echo-json-64B', kind: 'echo', path: '/', size: 64, inflight: 1 }),
   {
     // 18,000 idle connections on one process, the heartbeat on at its default period
     name: 'idle-18k',

@@ -209,9 +209,10 @@ async function startEchohubProcess (server: Server, args: string[], healthPorts:
 /**
  * One echohub process with the echo and chat servers; `--compression`, or TLS with a certificate
  * made for the run (`--tls-self-signed`, kept in the project's .echohub/), when `transport` says so.
+ * `variant` names a server started with extra flags (`echohub no-suite`: `--no-conformance`).
  */
-export async function startEchohub (scale: Scale, transport: Transport = { tls: false, deflate: false }): Promise<Server> {
-  const name = transport.tls ? 'echohub tls' : transport.deflate ? 'echohub deflate' : 'echohub'
+export async function startEchohub (scale: Scale, transport: Transport = { tls: false, deflate: false }, variant?: { name: ServerName, args: string[] }): Promise<Server> {
+  const name = variant?.name ?? (transport.tls ? 'echohub tls' : transport.deflate ? 'echohub deflate' : 'echohub')
   const server = newServer(name, 'echohub', transport)
   if (!existsSync(CLI)) return { ...server, missing: 'dist/app/cli.js not found (run npm run build)' }
   const echoPort = await freePort()
@@ -219,6 +220,7 @@ export async function startEchohub (scale: Scale, transport: Transport = { tls: 
   const args = [...echohubArgs(scale), '--only', 'echo,chat', '--echo-port', String(echoPort), '--chat-port', String(chatPort)]
   if (transport.deflate) args.push('--compression')
   if (transport.tls) args.push('--tls-self-signed')
+  if (variant) args.push(...variant.args)
   server.command = `echohub ${args.join(' ')}`
   const why = await startEchohubProcess(server, args, [echoPort, chatPort])
   if (why !== null) return { ...server, missing: why }
