@@ -2,13 +2,11 @@
 // Autobahn fuzzingserver's or echohub's), one connection after another, and prints the client's
 // name and version first. Used by scripts/conformance-reference.py.
 // Usage: node --import @tapjs/typescript/import scripts/conformance-driver.ts ws|sloppy|chromium URL...
-import { readFileSync } from 'node:fs'
-import { chromiumEcho, launchChromium, sloppyEcho, wsEcho } from '../test/helpers/conformance.js'
+import { chromiumEcho, launchChromium, sloppyEcho, wsEcho, wsVersion } from '../test/helpers/conformance.js'
 
 const [client, ...urls] = process.argv.slice(2)
 if (client === 'ws') {
-  const version = (JSON.parse(readFileSync(new URL('../node_modules/ws/package.json', import.meta.url), 'utf8')) as { version: string }).version
-  console.log(`ws ${version}`)
+  console.log(`ws ${wsVersion}`)
   for (const url of urls) await wsEcho(url)
 } else if (client === 'sloppy') {
   console.log('sloppy 1')

@@ -1,24 +1,14 @@
 // echohub's verdicts for Python's `websockets` (Debian's python3-websockets) equal the Autobahn
-// fuzzingserver's where it was stable, on a representative subset of the cases (every section,
-// the slow ones sampled): the client runs in a Python process of its own.
+// fuzzingserver's where it was stable: every case of sections 1-7, 9 and 10, and a sample of 12
+// and 13 (all of them: test/long/, `npm run test:long`). The client runs in a Python process of
+// its own.
 import t from 'tap'
-import { compareWithReference, pythonEcho, pythonWebsocketsVersion, selectCases } from './helpers/conformance.js'
+import { compareWithReference, DEFLATE_SAMPLE, PLAIN_IDS, pythonEcho, pythonMissing, RACY } from './helpers/conformance.js'
 
-const SUBSET = ['1.*', '2.*', '3.*', '4.*', '5.*', '6.1.*', '6.2.*', '6.3.*', '6.4.*', '6.5.*', '6.6.*', '6.12.*', '6.20.*', '6.22.1', '6.23.*',
-  '7.*', '9.1.1', '9.2.1', '9.5.6', '9.7.1', '10.*', '12.1.1', '12.2.11', '12.5.2', '13.1.1', '13.2.1', '13.3.2', '13.6.1', '13.7.11']
+const { version, missing } = await pythonMissing(t)
 
-// A text message, then a bad frame: whether the client echoes the text before it fails the
-// connection on the bad frame depends on its scheduling (OK or NON-STRICT), tipped by load;
-// these are reported, not failed, when they differ twice.
-const RACY = ['3.2', '3.3', '3.4', '4.1.3', '4.1.4', '4.1.5', '4.2.3', '4.2.4', '4.2.5', '5.15']
-
-const version = await pythonWebsocketsVersion()
-const missing = version === null ? 'Python\'s websockets is not installed (apt-get install python3-websockets)' : undefined
-if (missing !== undefined && process.env.CI) t.fail(`${missing}: CI must run the conformance comparison with it`)
-
-t.test(`python websockets ${version ?? ''}: a subset of the Autobahn cases, as the fuzzingserver judged them`, { skip: missing ?? false }, async t => {
-  const ids = selectCases(SUBSET).map(c => c.id)
-  const { compared, agreed } = await compareWithReference(t, 'python', version!, ids, pythonEcho, RACY)
-  t.ok(compared > 150, `${compared} cases compared`)
+t.test(`python websockets ${version ?? ''}: sections 1-7, 9 and 10 and a sample of 12 and 13, as the fuzzingserver judged them`, { skip: missing ?? false }, async t => {
+  const { compared, agreed } = await compareWithReference(t, 'python', version!, [...PLAIN_IDS, ...DEFLATE_SAMPLE], pythonEcho, RACY)
+  t.ok(compared > 320, `${compared} cases compared`)
   t.equal(agreed, compared)
 })
