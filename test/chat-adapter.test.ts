@@ -335,7 +335,10 @@ t.test('RedisAdapter: instances on one Redis and prefix form one chat', { skip: 
 
   t.test('an instance whose heartbeat lapsed puts its swept members back, in batches, whatever the room size', async (t) => {
     const prefix = testPrefix(t)
-    const ttl = 400
+    // Long enough that neither heartbeat lapses by itself on a loaded machine (a sweep of its own
+    // would add leaves to what is counted here); the lapse is made below, and the instance notices
+    // it at its next beat, a quarter of the TTL later.
+    const ttl = 3000
     const a = await started(t, redisAdapter(t, prefix, { heartbeatTtl: ttl }))
     const b = await started(t, redisAdapter(t, prefix, { heartbeatTtl: ttl }))
     await joined(b.adapter, 'crowd', b.member(1))
@@ -345,7 +348,7 @@ t.test('RedisAdapter: instances on one Redis and prefix form one chat', { skip: 
     for (const who of crowd) await joined(a.adapter, 'crowd', who)
     await joined(a.adapter, 'small', a.member(5000))
     await publish(a.adapter, 'small', 'before')
-    await b.events.until(() => b.events.presence.length === 1004, 'the joins on b')
+    await b.events.until(() => b.events.presence.length === 1004, 'the joins on b', 20000)
     // What a stalled instance finds when it wakes: its heartbeat expired and a survivor swept its
     // members (one atomic step here, so the instance cannot rejoin between the two).
     const redis = new Redis(REDIS_URL)
@@ -357,7 +360,7 @@ t.test('RedisAdapter: instances on one Redis and prefix form one chat', { skip: 
       .hdel(`${prefix}{small}:members`, String(a.member(5000).clientId))
       .exec()
     const joinsOnB = (room: string) => b.events.presence.filter((p) => p.room === room && p.event === 'join')
-    await b.events.until(() => joinsOnB('crowd').length === 2003 && joinsOnB('small').length === 3, 'a presence join on b for every member put back', 10000)
+    await b.events.until(() => joinsOnB('crowd').length === 2003 && joinsOnB('small').length === 3, 'a presence join on b for every member put back', 20000)
     t.same(joinsOnB('crowd').slice(1002).map((p) => p.member).sort((x, y) => x.clientId - y.clientId), crowd, 'every member, with its user')
     t.same(joinsOnB('crowd').slice(1002).map((p) => p.count), Array.from({ length: 1001 }, (_, i) => i + 2), 'counts as they were added')
     t.equal(await redis.hlen(`${prefix}{crowd}:members`), 1002, 'all back in Redis')
