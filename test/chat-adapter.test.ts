@@ -5,6 +5,7 @@ import t, { type Test } from 'tap'
 import { Redis } from 'ioredis'
 import { RedisAdapter, CLIENT_ID_SPAN, type AdapterLogger } from '../src/chat/redis-adapter.js'
 import { MemoryAdapter } from '../src/chat/memory-adapter.js'
+import { SWEEP } from '../src/chat/redis-scripts.js'
 import type {
   AdapterLimits,
   AdapterListener,
@@ -331,6 +332,27 @@ t.test('RedisAdapter: instances on one Redis and prefix form one chat', { skip: 
     }
     await eventually(async () => await redis.sismember(`${prefix}instances`, String(deadInstance)) === 0, 'the dead instance to be forgotten')
     t.same((await a.adapter.rooms())[0]?.members, 2, 'the live members stay')
+  })
+
+  t.test('a sweep spares the members of an instance whose heartbeat is back', async (t) => {
+    // A survivor saw the heartbeat missing, and the instance set it again and put its members back
+    // before the survivor's sweep ran: the sweep re-checks the heartbeat in the same atomic step.
+    const prefix = testPrefix(t)
+    const redis = new Redis(REDIS_URL)
+    t.teardown(() => redis.disconnect())
+    const instance = '999998'
+    const member = String(Number(instance) * CLIENT_ID_SPAN + 1)
+    const room = (k: string) => `${prefix}{lab}:${k}`
+    const sweep = async () => await redis.eval(SWEEP.lua, 5, `${prefix}rooms`, room('state'), room('members'), room('history'), `${prefix}instance:${instance}`,
+      'lab', 300000, room('channel'), instance)
+    await redis.zadd(`${prefix}rooms`, '+inf', 'lab')
+    await redis.hset(room('members'), member, `1,${instance},`)
+    await redis.set(`${prefix}instance:${instance}`, '1', 'PX', 60000)
+    t.equal(await sweep(), 0, 'nothing removed while the heartbeat is there')
+    t.equal(await redis.hexists(room('members'), member), 1, 'the member stays')
+    await redis.del(`${prefix}instance:${instance}`)
+    t.equal(await sweep(), 1, 'removed once the heartbeat is gone')
+    t.equal(await redis.hexists(room('members'), member), 0)
   })
 
   t.test('an instance whose heartbeat lapsed puts its swept members back, in batches, whatever the room size', async (t) => {

@@ -211,7 +211,7 @@ export class RedisAdapter implements ChatAdapter {
         throw new Error(tooOld)
       }
       this.#instance = await cmd.incr(this.#keys.counter)
-      this.#keys.heartbeat = `${this.prefix}instance:${this.#instance}`
+      this.#keys.heartbeat = this.#heartbeatKey(String(this.#instance))
       await cmd.set(this.#keys.heartbeat, '1', 'PX', this.#heartbeatTtl)
       await cmd.sadd(this.#keys.instances, String(this.#instance))
       this.#channels.set(this.#keys.lobby, null)
@@ -263,6 +263,10 @@ export class RedisAdapter implements ChatAdapter {
     }
     const template = this.#template
     return typeof template === 'string' ? new Redis(template, options) : template.duplicate(options) as Redis
+  }
+
+  #heartbeatKey (instance: string): string {
+    return `${this.prefix}instance:${instance}`
   }
 
   #roomKeys (room: string): RoomKeys {
@@ -663,7 +667,7 @@ export class RedisAdapter implements ChatAdapter {
       if (before === null) await this.#rejoin([...this.#rooms.values()])
       const others = (await cmd.smembers(this.#keys.instances)).filter((n) => n !== String(this.#instance))
       if (others.length === 0) return
-      const alive = await Promise.all(others.map((n) => cmd.exists(`${this.prefix}instance:${n}`)))
+      const alive = await Promise.all(others.map((n) => cmd.exists(this.#heartbeatKey(n))))
       const dead = others.filter((_, i) => alive[i] === 0)
       if (dead.length > 0) await this.#sweep(dead)
     } catch (err) {
@@ -683,7 +687,7 @@ export class RedisAdapter implements ChatAdapter {
     const rooms = await cmd.zrangebyscore(this.#keys.rooms, '+inf', '+inf')
     await Promise.all(rooms.map((room) => {
       const keys = this.#roomKeys(room)
-      return this.#eval(SWEEP, [this.#keys.rooms, keys.state, keys.members, keys.history],
+      return this.#eval(SWEEP, [this.#keys.rooms, keys.state, keys.members, keys.history, ...dead.map((n) => this.#heartbeatKey(n))],
         [room, this.#limits.roomTtl, keys.channel, ...dead])
     }))
     await cmd.srem(this.#keys.instances, ...dead)

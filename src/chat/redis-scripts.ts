@@ -197,12 +197,17 @@ return count
 /**
  * Removes the members of dead instances from one room, publishing a `leave` for each: HDEL
  * succeeds for one sweeper only, so each leave is sent once however many instances sweep.
- * KEYS: rooms, state, members, history. ARGV: room, roomTtl, channel, dead instance numbers...
+ * An instance whose heartbeat is back by now is not dead: it may already have put its members
+ * back, and they stay.
+ * KEYS: rooms, state, members, history, then the heartbeat key of each dead instance.
+ * ARGV: room, roomTtl, channel, dead instance numbers (in the order of their heartbeat keys)...
  * Returns how many members were removed.
  */
 export const SWEEP = script(`
 local dead = {}
-for i = 4, #ARGV do dead[ARGV[i]] = true end
+for i = 4, #ARGV do
+  if redis.call('EXISTS', KEYS[i + 1]) == 0 then dead[ARGV[i]] = true end
+end
 local all = redis.call('HGETALL', KEYS[3])
 local removed = 0
 for i = 1, #all, 2 do
