@@ -334,6 +334,34 @@ t.test('RedisAdapter: instances on one Redis and prefix form one chat', { skip: 
     t.same((await a.adapter.rooms())[0]?.members, 2, 'the live members stay')
   })
 
+  t.test('the heartbeat has a Redis connection of its own', async (t) => {
+    // So a beat never queues behind the scripts a burst of joins and messages puts on the commands'
+    // connection (which would let the heartbeat lapse on a busy instance).
+    const prefix = testPrefix(t)
+    const redis = new Redis(REDIS_URL)
+    t.teardown(() => redis.disconnect())
+    const monitor = await redis.monitor()
+    t.teardown(() => monitor.disconnect())
+    const seen: Array<{ command: string, key: string, source: string }> = []
+    monitor.on('monitor', (_time: string, args: string[], source: string) => {
+      const key = args.find((a) => a.startsWith(prefix))
+      if (key !== undefined) seen.push({ command: args[0]!.toLowerCase(), key, source })
+    })
+    const a = await started(t, redisAdapter(t, prefix, { heartbeatTtl: 400 }))
+    const heartbeat = `${prefix}instance:${a.adapter.clientIdBase / CLIENT_ID_SPAN}`
+    await joined(a.adapter, 'lab', a.member(1))
+    await publish(a.adapter, 'lab', 'x')
+    const beats = () => seen.filter((c) => c.command === 'set' && c.key === heartbeat)
+    await eventually(async () => beats().length >= 3, 'three heartbeats')
+    const beatSources = new Set(beats().map((c) => c.source))
+    const scriptSources = new Set(seen.filter((c) => c.command === 'evalsha' || c.command === 'eval').map((c) => c.source))
+    t.equal(beatSources.size, 1, 'every beat on one connection')
+    t.ok(scriptSources.size > 0, 'the join and the message ran scripts')
+    t.notOk(scriptSources.has([...beatSources][0]!), 'a connection that runs no script')
+    const clients = String(await redis.client('LIST')).split('\n')
+    t.match(clients.find((line) => line.includes(` addr=${[...beatSources][0]!} `)), / name=echohub:heartbeat /, 'named in CLIENT LIST')
+  })
+
   t.test('a sweep spares the members of an instance whose heartbeat is back', async (t) => {
     // A survivor saw the heartbeat missing, and the instance set it again and put its members back
     // before the survivor's sweep ran: the sweep re-checks the heartbeat in the same atomic step.

@@ -117,6 +117,8 @@ export class RedisAdapter implements ChatAdapter {
   #heartbeatTtl: number
   #cmd: Redis | undefined
   #sub: Redis | undefined
+  /** The heartbeat's own connection, so a beat never waits behind the commands queued on #cmd. */
+  #beat: Redis | undefined
   #listener: AdapterListener | undefined
   #limits: AdapterLimits = { historySize: 0, maxRooms: 0, roomTtl: 0, historyMaxBytes: 0, dedupeWindow: 0, dedupeMaxKeys: 0 }
   /** Keys of sends made while Redis was away (delivered locally); Redis keeps the others. */
@@ -193,17 +195,19 @@ export class RedisAdapter implements ChatAdapter {
     if (this.#started || this.#cmd !== undefined) throw new Error('RedisAdapter: start was called twice')
     this.#limits = { ...limits }
     this.#localKeys = new DedupeCache(limits.dedupeWindow, limits.dedupeMaxKeys, (n) => this.#listener?.onLimit?.('dedupe_evicted', n))
-    const cmd = this.#connection()
-    const sub = this.#connection()
+    const cmd = this.#connection('cmd')
+    const sub = this.#connection('sub')
+    const beat = this.#connection('heartbeat')
     this.#cmd = cmd
     this.#sub = sub
+    this.#beat = beat
+    const all = [cmd, sub, beat]
     let lastError: Error | undefined
     const remember = (err: Error): void => { lastError = err }
-    cmd.on('error', remember)
-    sub.on('error', remember)
+    for (const c of all) c.on('error', remember)
     let tooOld: string | undefined
     try {
-      await Promise.all([cmd.connect(), sub.connect()])
+      await Promise.all(all.map(async (c) => await c.connect()))
       const version = /redis_version:(\d+)\.(\d+)/.exec(await cmd.info('server'))
       // Streams (5.0) and SET ... GET (6.2) are used.
       if (version !== null && Number(version[1]) * 100 + Number(version[2]) < 602) {
@@ -212,16 +216,14 @@ export class RedisAdapter implements ChatAdapter {
       }
       this.#instance = await cmd.incr(this.#keys.counter)
       this.#keys.heartbeat = this.#heartbeatKey(String(this.#instance))
-      await cmd.set(this.#keys.heartbeat, '1', 'PX', this.#heartbeatTtl)
-      await cmd.sadd(this.#keys.instances, String(this.#instance))
+      await beat.set(this.#keys.heartbeat, '1', 'PX', this.#heartbeatTtl)
+      await beat.sadd(this.#keys.instances, String(this.#instance))
       this.#channels.set(this.#keys.lobby, null)
       sub.on('message', this.#onChannel)
       await sub.subscribe(this.#keys.lobby)
     } catch (err) {
-      cmd.disconnect()
-      sub.disconnect()
-      this.#cmd = undefined
-      this.#sub = undefined
+      for (const c of all) c.disconnect()
+      this.#cmd = this.#sub = this.#beat = undefined
       if (tooOld !== undefined) throw new Error(tooOld)
       // A Redis that answered with an error (a password it refused, say) is not an unreachable one.
       const refusal = isReplyError(lastError) ? lastError : isReplyError(err) ? err as Error : undefined
@@ -229,15 +231,13 @@ export class RedisAdapter implements ChatAdapter {
       const why = lastError?.message ?? (err as Error).message
       throw new Error(`Redis at ${this.url} is unreachable (${why})`, { cause: err })
     }
-    cmd.off('error', remember)
-    sub.off('error', remember)
-    // Errors come with a close, which marks the outage; ioredis wants a listener regardless.
-    cmd.on('error', () => {})
-    sub.on('error', () => {})
-    cmd.on('close', this.#down)
-    sub.on('close', this.#down)
-    cmd.on('ready', this.#ready)
-    sub.on('ready', this.#ready)
+    for (const c of all) {
+      c.off('error', remember)
+      // Errors come with a close, which marks the outage; ioredis wants a listener regardless.
+      c.on('error', () => {})
+      c.on('close', this.#down)
+      c.on('ready', this.#ready)
+    }
     this.#listener = listener
     this.#started = true
     this.#timer = setInterval(() => { void this.#tick() }, Math.max(50, Math.floor(this.#heartbeatTtl / 4)))
@@ -245,9 +245,13 @@ export class RedisAdapter implements ChatAdapter {
     void this.#tick()
   }
 
-  /** A connection that fails fast: nothing is queued while Redis is away, since the chat goes on locally meanwhile. */
-  #connection (): Redis {
+  /**
+   * A connection that fails fast: nothing is queued while Redis is away, since the chat goes on
+   * locally meanwhile. Named `echohub:<role>` in Redis's CLIENT LIST.
+   */
+  #connection (role: string): Redis {
     const options = {
+      connectionName: `echohub:${role}`,
       lazyConnect: true,
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
@@ -453,7 +457,8 @@ export class RedisAdapter implements ChatAdapter {
     if (this.#timer !== undefined) clearInterval(this.#timer)
     const cmd = this.#cmd
     const sub = this.#sub
-    if (cmd === undefined || sub === undefined) return
+    const beat = this.#beat
+    if (cmd === undefined || sub === undefined || beat === undefined) return
     if (this.#status === 'up') {
       // The other instances' members see this instance's clients leave now, not after the heartbeat lapses.
       const leaves: Array<Promise<unknown>> = []
@@ -465,13 +470,13 @@ export class RedisAdapter implements ChatAdapter {
       }
       try {
         await Promise.all(leaves)
-        await cmd.srem(this.#keys.instances, String(this.#instance))
-        await cmd.del(this.#keys.heartbeat)
+        await beat.srem(this.#keys.instances, String(this.#instance))
+        await beat.del(this.#keys.heartbeat)
       } catch {}
     }
     this.#rooms.clear()
     this.#localKeys.clear()
-    await Promise.all([cmd, sub].map(async (c) => {
+    await Promise.all([cmd, sub, beat].map(async (c) => {
       try {
         await c.quit()
       } catch {}
@@ -589,11 +594,14 @@ export class RedisAdapter implements ChatAdapter {
   }
 
   #ready = (): void => {
-    if (this.#cmd?.status !== 'ready' || this.#sub?.status !== 'ready') return
-    void this.#recover()
+    if (this.#connected()) void this.#recover()
   }
 
-  /** Both connections are back: register again, replay the leaves, resubscribe, rejoin, then `up`. */
+  #connected (): boolean {
+    return this.#cmd?.status === 'ready' && this.#sub?.status === 'ready' && this.#beat?.status === 'ready'
+  }
+
+  /** All connections are back: register again, replay the leaves, resubscribe, rejoin, then `up`. */
   async #recover (): Promise<void> {
     if (this.#recovering) {
       this.#recoverAgain = true
@@ -613,17 +621,17 @@ export class RedisAdapter implements ChatAdapter {
         } catch (err) {
           if (isReplyError(err)) this.#logger?.warn(`Redis at ${this.url}: could not resume (${(err as Error).message}); trying again on the next reconnect`)
         }
-      } while (this.#recoverAgain && this.#cmd?.status === 'ready' && this.#sub?.status === 'ready')
+      } while (this.#recoverAgain && this.#connected())
     } finally {
       this.#recovering = false
     }
   }
 
   async #reregister (): Promise<void> {
-    const cmd = this.#cmd!
+    const beat = this.#beat!
     await this.#eval(FLOOR, [this.#keys.id, this.#keys.counter], [this.#lastId, this.#instance])
-    await cmd.set(this.#keys.heartbeat, '1', 'PX', this.#heartbeatTtl)
-    await cmd.sadd(this.#keys.instances, String(this.#instance))
+    await beat.set(this.#keys.heartbeat, '1', 'PX', this.#heartbeatTtl)
+    await beat.sadd(this.#keys.instances, String(this.#instance))
     for (const [key, { room, clientId }] of this.#pendingLeaves) {
       const keys = this.#roomKeys(room)
       await this.#eval(LEAVE, [this.#keys.rooms, keys.state, keys.members, keys.history], [room, clientId, this.#limits.roomTtl, keys.channel])
@@ -660,14 +668,14 @@ export class RedisAdapter implements ChatAdapter {
     if (this.#status !== 'up' || this.#ticking || this.#closing) return
     this.#ticking = true
     try {
-      const cmd = this.#cmd!
-      const before = await cmd.set(this.#keys.heartbeat, '1', 'PX', this.#heartbeatTtl, 'GET')
-      await cmd.sadd(this.#keys.instances, String(this.#instance))
+      const beat = this.#beat!
+      const before = await beat.set(this.#keys.heartbeat, '1', 'PX', this.#heartbeatTtl, 'GET')
+      await beat.sadd(this.#keys.instances, String(this.#instance))
       // Our heartbeat lapsed (a stalled process): the others may have removed our members; put them back.
       if (before === null) await this.#rejoin([...this.#rooms.values()])
-      const others = (await cmd.smembers(this.#keys.instances)).filter((n) => n !== String(this.#instance))
+      const others = (await beat.smembers(this.#keys.instances)).filter((n) => n !== String(this.#instance))
       if (others.length === 0) return
-      const alive = await Promise.all(others.map((n) => cmd.exists(this.#heartbeatKey(n))))
+      const alive = await Promise.all(others.map((n) => beat.exists(this.#heartbeatKey(n))))
       const dead = others.filter((_, i) => alive[i] === 0)
       if (dead.length > 0) await this.#sweep(dead)
     } catch (err) {
