@@ -231,7 +231,7 @@ const chatRoutes: FastifyPluginAsync<ChatOptions> = async (app, opts) => {
     ;(socket as ChatWebSocket)[kChat] = { core, client }
     // Broadcasts written as pre-framed bytes pass the inspector's tap: while one watches this
     // client, they go through the socket's send like every other frame.
-    if (direct !== undefined) onWatched(socket, (watched) => { client.direct = watched ? undefined : direct })
+    if (direct !== undefined) onWatched(socket, (watched) => { conn.direct = watched ? undefined : direct })
     log.info({ client: conn.peer, client_id: conn.id, ...(conn.user === undefined ? {} : { user: conn.user.id }), connections: registry.connections.size, chat_clients: core.clients.size }, 'chat client connected')
     releaseUpgrade(socket, request)
     socket.on('message', onMessage)

@@ -6,7 +6,6 @@ import type { WebSocket } from 'ws'
 import { addEndpoint, addUpgradeCheck, endpointPlugin, requestUser, socketError, tooBig, upgradeRequired } from './registry.js'
 import { directSocket, releaseUpgrade } from './ws-internals.js'
 import type { Connection, ConnectionRegistry, EndpointStats } from '../src/registry.js'
-import type { DirectWriter } from '../src/chat/core.js'
 import { dataFrame } from '../src/transport/frames.js'
 import { echoEnvelopeWriter, echoWelcome } from '../src/echo/messages.js'
 import { booleanOption, integerOption, knownOptions, pathOption, stringOption, type OptionKeys } from '../src/options.js'
@@ -133,8 +132,6 @@ interface EchoState {
   raw: boolean
   /** The device lab's controls at work on this connection; none on a plain one. */
   lab: LabSession | undefined
-  /** Where small replies are written pre-framed: the TCP socket, with no extension negotiated and no inspector watching. */
-  direct: DirectWriter | undefined
 }
 
 const kEcho = Symbol('echohub.echo')
@@ -183,9 +180,11 @@ function accept (endpoint: EchoEndpoint, ws: WebSocket, request: FastifyRequest,
     : new LabSession({ socket, conn, registry, controls, raw, highWater: ECHO_HIGH_WATER, maxOutput: settings.labMaxOutput, tcp: request.raw.socket, log })
   // Compressed replies are ws's to write, and a lab session writes its own.
   const direct = lab === undefined && socket.extensions === '' ? directSocket(socket, request) : undefined
-  socket[kEcho] = { endpoint, conn, log, raw, lab, direct }
+  socket[kEcho] = { endpoint, conn, log, raw, lab }
+  // Small replies are written pre-framed to the TCP socket, with no extension negotiated.
+  conn.direct = direct
   // An inspector sees frames through ws's send: while one watches, replies go that way.
-  if (direct !== undefined) onWatched(socket, (watched) => { socket[kEcho].direct = watched ? undefined : direct })
+  if (direct !== undefined) onWatched(socket, (watched) => { conn.direct = watched ? undefined : direct })
   log.info({ client: conn.peer, ...(user === undefined ? {} : { user: user.id }), connections: registry.connections.size, path: redactToken(request.url) }, 'client connected')
   // Echo text is echoed, so an echo client cannot refresh in-band: it reconnects with a new token.
   if (user?.expiresAt !== undefined) conn.expireAt(user.expiresAt, () => expire(socket))
@@ -265,7 +264,8 @@ function onClose (this: WebSocket, code: number, reason: Buffer): void {
  * crossed the mark has been written out.
  */
 function reply (socket: WebSocket, data: Buffer, isBinary: boolean): void {
-  const { endpoint, conn, log, direct } = stateOf(socket)
+  const { endpoint, conn, log } = stateOf(socket)
+  const { direct } = conn
   conn.sent(data.length)
   if (endpoint.settings.debug) logFrame(log, conn, 'frame sent', conn.messagesSent, data, isBinary)
   if (socket.bufferedAmount + data.length <= ECHO_HIGH_WATER || socket.isPaused) {

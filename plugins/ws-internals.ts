@@ -7,7 +7,7 @@ import { Socket } from 'node:net'
 import type { ServerOptions, WebSocket, WebSocketServer } from 'ws'
 import { DEFLATE_WINDOW_BITS } from '../src/transport/compression.js'
 import { oversizeReason } from '../src/format.js'
-import type { DirectWriter } from '../src/chat/core.js'
+import type { DirectWriter } from '../src/registry.js'
 
 /** The ServerResponse @fastify/websocket made for each upgrade that echohub's own @fastify/websocket handles. */
 const upgradeResponses = new WeakMap<IncomingMessage, ServerResponse>()

@@ -152,6 +152,34 @@ t.test('heartbeat: a client that does not answer pings is cut off; one that does
   t.equal((await nextJson(healthy)).original_message, 'still here')
 })
 
+t.test('heartbeat pings are whole frames among the echoes, and their pongs time the round trip', async (t) => {
+  // The pings are written pre-framed to the TCP socket where echoes are: each must land between
+  // two frames, never inside one.
+  const { app, port } = await echoServer(t, { heartbeatInterval: 20 })
+  for (const path of ['/raw', '/']) {
+    const client = await rawUpgrade(t, port, path)
+    if (!isUpgraded(client)) throw new Error('not upgraded')
+    const frames: Array<{ opcode: number, payload: Buffer }> = []
+    readFrames(client, (f) => {
+      frames.push(f)
+      if (f.opcode === 0x9) client.socket.write(frame(0xa, f.payload))
+    })
+    const conn = [...app.echohub.connections].at(-1)!
+    const texts = Array.from({ length: 200 }, (_, i) => `message ${i}`)
+    // in tens, a few ms apart, so heartbeats fall among them
+    for (let i = 0; i < texts.length; i++) {
+      client.socket.write(frame(0x1, Buffer.from(texts[i]!)))
+      if (i % 10 === 9) await new Promise((resolve) => setTimeout(resolve, 5))
+    }
+    await until(() => frames.filter((f) => f.opcode === 0x1).length === texts.length && frames.some((f) => f.opcode === 0x9), `${path}: every echo and a ping`)
+    await until(() => conn.rttMs !== undefined, `${path}: a round trip timed`)
+    const echoes = frames.filter((f) => f.opcode === 0x1).map((f) => f.payload.toString())
+    t.same(path === '/raw' ? echoes : echoes.map((e) => (JSON.parse(e) as { original_message: string }).original_message), texts, `${path}: the echoes, whole and in order`)
+    t.same(frames.filter((f) => f.opcode !== 0x1).map((f) => [f.opcode, f.payload.length]), frames.filter((f) => f.opcode === 0x9).map(() => [0x9, 0]), `${path}: nothing else but empty pings`)
+  }
+  t.equal(app.echohub.limitHits.heartbeat_timeout, undefined)
+})
+
 t.test('heartbeat 0 sends no pings at all', async (t) => {
   const off = await echoServer(t, { heartbeatInterval: 0 })
   const on = await echoServer(t, { heartbeatInterval: 10 })

@@ -1,7 +1,7 @@
 // The chat core, framework-free: its clients, the lobby and rooms, the per-tick broadcast queue and
 // its flush, the token bucket, the slow-consumer drop, custom events, and the adapter that carries
 // messages and presence between instances. plugins/chat.ts only feeds it sockets and frames.
-import type { Connection, ConnectionRegistry } from '../registry.js'
+import type { Connection, ConnectionRegistry, DirectWriter } from '../registry.js'
 import type { ChatAdapter, ChatUser, Delivery, Member, Outgoing, PresenceEvent, StoredMessage } from './adapter.js'
 import {
   chatAck,
@@ -44,17 +44,6 @@ export interface ChatSocket {
   send: (data: Buffer, options: { binary: boolean }) => void
   close: (code?: number, reason?: string) => void
   terminate: () => void
-}
-
-/** Where pre-framed bytes may be written straight through (the TCP socket under the WebSocket). */
-export interface DirectWriter {
-  write: (data: Buffer) => boolean
-  /**
-   * Set when the client negotiated permessage-deflate (each message compressed on its own): it
-   * gets messages from the threshold up deflated, and only while `idle()` says the socket's own
-   * sender holds nothing back, or the bytes would overtake a frame it is still compressing.
-   */
-  deflate?: { idle: () => boolean }
 }
 
 /** One room's messages of a flush, framed once for every receiver that takes pre-framed bytes. */
@@ -166,7 +155,6 @@ interface Membership {
 /** One chat client: its socket, its registry entry and its rate limit state. */
 export interface ChatClient<Context> {
   socket: ChatSocket
-  direct: DirectWriter | undefined
   conn: Connection
   log: ChatLogger
   context: Context
@@ -262,9 +250,9 @@ export class ChatCore<Context = unknown> {
   accept (socket: ChatSocket, direct: DirectWriter | undefined, conn: Connection, log: ChatLogger, context: Context): ChatClient<Context> {
     const { rateLimit, rateBurst, welcomeMessage, serverInfo } = this.settings
     const user = conn.user === undefined ? undefined : publicUser(conn.user)
+    conn.direct = direct
     const client: ChatClient<Context> = {
       socket,
-      direct,
       conn,
       log,
       context,
@@ -725,7 +713,7 @@ export class ChatCore<Context = unknown> {
   /** One client's share of a flush: the pre-framed bytes in one write where it can take them. */
   #write (client: ChatClient<Context>, batch: FramedBatch): void {
     if (client.socket.readyState !== OPEN) return
-    const { direct } = client
+    const { direct } = client.conn
     if (direct !== undefined && (direct.deflate === undefined || direct.deflate.idle())) {
       direct.write(direct.deflate === undefined ? batch.framed : batch.deflated())
       client.conn.sent(batch.bytes, batch.messages.length)
