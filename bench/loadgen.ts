@@ -461,6 +461,9 @@ class LeanFrames {
  * Many rooms, each publishing `--rate` messages a second whatever the replies (open loop): the
  * scale scenarios. Receivers parse every frame for the publish time the payload carries.
  */
+/** How long a rooms report waits at most for the window's last deliveries. */
+const SETTLE_MAX_MS = 60_000
+
 async function runRooms (): Promise<Conn[]> {
   const totalRooms = Number(opt.rooms)
   const members = Number(opt.members)
@@ -560,8 +563,18 @@ async function runRooms (): Promise<Conn[]> {
         t1 = Number(arg)
         const cpu = process.cpuUsage(cpu0.v)
         const seconds = (now() - cpu0.t) / 1e9
-        // give the last messages of the window time to arrive
-        setTimeout(() => {
+        // the last messages of the window are still on their way (seconds behind on a saturated
+        // machine): report once none of them has arrived for a second, or after SETTLE_MAX_MS
+        let seen = stats.received
+        let quietSince = now()
+        const settle = setInterval(() => {
+          if (stats.received !== seen) {
+            seen = stats.received
+            quietSince = now()
+          }
+          const t = now()
+          if (t - quietSince < 1e9 && Number(process.hrtime.bigint()) - t1 < SETTLE_MAX_MS * 1e6) return
+          clearInterval(settle)
           if (timer !== null) clearInterval(timer)
           stopping = true
           const hgram: Array<[number, number]> = []
@@ -576,7 +589,7 @@ async function runRooms (): Promise<Conn[]> {
             farthest: [...farthest].map(([key, f]) => [key, Math.round(f.max / 1000), f.n])
           })
           resolve()
-        }, 2000)
+        }, 100)
       }
     })
   })

@@ -185,7 +185,7 @@ export async function measureRoomsScale (server: Server, spec: ScaleSpec, warmup
         '--size', '64', '--rate', '1', '--sources', sourcesOf(g).join(','), '--setup', String(setupSeconds(perGen)),
         // on Redis, fewer joins at once: a process whose Redis heartbeat lapses puts every member back
         '--concurrency', instances > 1 ? '20' : '100',
-        '--warmup', String(warmup + 5), '--duration', String(spec.seconds + 60)]))
+        '--warmup', String(warmup + 5), '--duration', String(spec.seconds + 120)]))
     }
     const ready = await Promise.all(gens.map((g) => lineOf(g, 'ready', setupSeconds(perGen) * 1000)))
     const openSeconds = (Date.now() - t0) / 1000
@@ -203,7 +203,7 @@ export async function measureRoomsScale (server: Server, spec: ScaleSpec, warmup
     const r1 = redisPid === null ? 0 : sample([redisPid]).cpu
     const h1 = process.hrtime.bigint()
     for (const g of gens) g.child.stdin!.write(`report ${h1}\n`)
-    const reports = await Promise.all(gens.map((g) => lineOf(g, 'report', 30_000)))
+    const reports = await Promise.all(gens.map((g) => lineOf(g, 'report', 90_000)))
     const wall = Number(e.t - s.t) / 1e9
     const serverCpu = (e.cpu - s.cpu) / CLK_TCK
     const published = reports.reduce((a, r) => a + Number(r.published), 0)

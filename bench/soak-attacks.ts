@@ -33,8 +33,9 @@ const ROUND_MS = 15_000
 /** The pause between two rounds of one attack. */
 const BETWEEN_MS = 5_000
 /**
- * The attacks that hold hundreds of sockets open them in waves, WAVE sockets every WAVE_MS: what
- * they test is the holding. A burst of simultaneous connects is a connection flood, a different
+ * The attacks that hold hundreds of sockets open them in waves, WAVE sockets every WAVE_MS, and all
+ * attacks together have at most WAVE upgrades waiting for their answer: what they test is what the
+ * sockets do once open. A burst of simultaneous connects is a connection flood, a different
  * attack: libuv accepts one connection per turn of the event loop, so the connects queued in the
  * kernel ahead of a `/health` poll delay it by as many turns (docs/performance.md gives the figure).
  */
@@ -48,6 +49,9 @@ export class Attackers {
   readonly #wakers = new Set<() => void>()
   readonly #sockets = new Set<net.Socket>()
   #running: Array<Promise<void>> = []
+  /** Upgrades sent and not answered yet, over all attacks; and the ones waiting for a place. */
+  #upgrading = 0
+  readonly #waitingToUpgrade: Array<() => void> = []
   /** A 1 MiB binary frame, masked once and written by every freeze client. */
   readonly #megabyte = encodeFrame(Buffer.alloc(1024 * 1024, 0x5a), OP_BINARY)
   /** A 60 KB chat message for every history flood client. */
@@ -133,8 +137,15 @@ export class Attackers {
   /** Upgrades on `path`; counts the socket, or the HTTP status that refused it. */
   async #open (name: AttackName, port: number, path: string, headers: Record<string, string> = {}): Promise<Upgraded | undefined> {
     const counts = this.counts[name]
+    // a place among the WAVE upgrades in flight; a finished one hands its place to the next waiting
+    if (this.#upgrading < WAVE) this.#upgrading++
+    else await new Promise<void>((resolve) => this.#waitingToUpgrade.push(resolve))
     try {
-      const answer = await upgrade(port, path, { headers, timeoutMs: 10_000 })
+      const answer = await upgrade(port, path, { headers, timeoutMs: 10_000 }).finally(() => {
+        const next = this.#waitingToUpgrade.shift()
+        if (next === undefined) this.#upgrading--
+        else next()
+      })
       if (!isUpgraded(answer)) {
         counts.refused[answer.status] = (counts.refused[answer.status] ?? 0) + 1
         return undefined
@@ -354,9 +365,11 @@ export class HealthWatch {
   readonly worstConnectMs: Record<string, number> = {}
   readonly polls: Record<string, number> = {}
   readonly failures: Record<string, number> = {}
+  /** Polls slower than `slowMs`, by port. */
+  readonly slow: Record<string, number> = {}
   readonly #timer: NodeJS.Timeout
 
-  constructor (ports: Record<string, number>, everyMs = 250) {
+  constructor (ports: Record<string, number>, slowMs: number, everyMs = 250) {
     const inFlight = new Set<string>()
     this.#timer = setInterval(() => {
       for (const [name, port] of Object.entries(ports)) {
@@ -370,7 +383,9 @@ export class HealthWatch {
           this.failures[name] = (this.failures[name] ?? 0) + 1
         }).finally(() => {
           inFlight.delete(name)
-          this.worstMs[name] = Math.max(this.worstMs[name] ?? 0, round1(performance.now() - started))
+          const ms = performance.now() - started
+          if (ms > slowMs) this.slow[name] = (this.slow[name] ?? 0) + 1
+          this.worstMs[name] = Math.max(this.worstMs[name] ?? 0, round1(ms))
           this.polls[name] = (this.polls[name] ?? 0) + 1
         })
       }

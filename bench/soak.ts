@@ -104,7 +104,7 @@ interface Reading {
 
 interface AttackCounts { rounds: number, opened: number, refused: Record<string, number>, closes: Record<string, number>, errors: number, notes: Record<string, number> }
 /** What the poller (soak-health.ts) reports when it stops. */
-interface HealthFigures { worst_ms: Record<string, number>, worst_connect_ms: Record<string, number>, poller_loop_max_ms: number, polls: Record<string, number>, failures: Record<string, number> }
+interface HealthFigures { worst_ms: Record<string, number>, worst_connect_ms: Record<string, number>, poller_loop_max_ms: number, polls: Record<string, number>, failures: Record<string, number>, slow: Record<string, number> }
 interface ClientCounts {
   opened: number
   checked: number
@@ -199,7 +199,7 @@ console.log(`echohub soak: ${minutes} min of churn (${opt.churn} loops), warm-up
 console.log(`ports: echo ${port('echo')}, echo-debug ${port('echo-debug')}, chat ${port('chat')}`)
 if (attack !== '') console.log(`attackers on: ${attack}`)
 
-const poller: ChildProcess = startPinned(1, 'soak-health.js', ['--ports', JSON.stringify({ echo: port('echo'), 'echo-debug': port('echo-debug'), chat: port('chat') })],
+const poller: ChildProcess = startPinned(1, 'soak-health.js', ['--ports', JSON.stringify({ echo: port('echo'), 'echo-debug': port('echo-debug'), chat: port('chat') }), '--slow-ms', String(HEALTH_MS)],
   { stdio: ['pipe', 'pipe', 'inherit'] })
 const polled = new Promise<HealthFigures | null>((resolve) => {
   readJsonLines(poller.stdout!, (msg) => { if (msg.event === 'health') resolve(msg as unknown as HealthFigures) })
@@ -295,7 +295,7 @@ if (health === null || Object.keys(health.polls).length === 0) {
   const worst = Math.max(...Object.values(health.worst_ms))
   const failures = Object.values(health.failures).reduce((a, b) => a + b, 0)
   checks.push([`/health within ${HEALTH_MS} ms on every port`, worst <= HEALTH_MS && failures === 0,
-    `worst ${Object.entries(health.worst_ms).map(([name, ms]) => `${name} ${fmt(ms, 1)} ms (connect ${fmt(health.worst_connect_ms[name] ?? NaN, 1)})`).join(', ')} over ${Object.values(health.polls).reduce((a, b) => a + b, 0)} polls; ${failures} failed; the poller itself stalled at most ${fmt(health.poller_loop_max_ms, 0)} ms`])
+    `worst ${Object.entries(health.worst_ms).map(([name, ms]) => `${name} ${fmt(ms, 1)} ms (connect ${fmt(health.worst_connect_ms[name] ?? NaN, 1)})`).join(', ')} over ${Object.values(health.polls).reduce((a, b) => a + b, 0)} polls, ${Object.values(health.slow).reduce((a, b) => a + b, 0)} over ${HEALTH_MS} ms; ${failures} failed; the poller itself stalled at most ${fmt(health.poller_loop_max_ms, 0)} ms`])
 }
 const opened = final?.opened ?? latest.opened
 console.log(`\n${minutes} min: ${opened} connections by the clients (${Object.entries((final ?? latest).byKind).map(([k, v]) => `${k}: ${v}`).join(', ')}; ` +
