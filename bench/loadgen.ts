@@ -170,6 +170,8 @@ function messageFrame (data: string | Buffer, opcode = OP_TEXT): Buffer {
 const readBuffer = Buffer.allocUnsafe(256 * 1024)
 const hist = new Histogram()
 const stats = { done: 0, received: 0, unexpected: 0, closed: 0 }
+/** The codes of the close frames the server sent, with how many of each (`none`: an empty close). */
+const closeCodes: Record<string, number> = {}
 let measuring = false
 let stopping = false
 
@@ -178,6 +180,8 @@ function onShort (conn: Conn, opcode: number, payload: Buffer): void {
   if (opcode === OP_PING) {
     conn.pong(payload)
   } else if (opcode === OP_CLOSE) {
+    const code = payload.length >= 2 ? String(payload.readUInt16BE(0)) : 'none'
+    if (!stopping) closeCodes[code] = (closeCodes[code] ?? 0) + 1
     conn.socket.end()
   } else if (opcode < 8) {
     const answer = dialect.answerShort(payload.toString())
@@ -532,7 +536,8 @@ async function runRooms (): Promise<Conn[]> {
     const sent = process.hrtime.bigint()
     const body = `~T${sent}~R${p.r}~`
     const frame = encodeFrame(dialect.publish(roomName(p.r), body + pad.slice(0, Math.max(0, size - body.length))))
-    if (!p.conn.closed) p.conn.socket.write(frame)
+    if (p.conn.closed) return // counted by its close
+    p.conn.socket.write(frame)
     const ns = Number(sent)
     if (ns >= t0 && ns < t1) published++
   }
@@ -584,6 +589,7 @@ async function runRooms (): Promise<Conn[]> {
             published,
             received: stats.received,
             closed: stats.closed,
+            close_codes: closeCodes,
             gen_cpu_share: (cpu.user + cpu.system) / 1e6 / seconds,
             hist: hgram,
             farthest: [...farthest].map(([key, f]) => [key, Math.round(f.max / 1000), f.n])

@@ -213,7 +213,11 @@ export async function measureRoomsScale (server: Server, spec: ScaleSpec, warmup
     const lat = mergeLatency(reports)
     const expected = published * spec.members
     if (received < expected) notes.push(`${expected - received} of ${expected} deliveries missing`)
-    if (closed > 0) notes.push(`${closed} connections closed by the server`)
+    if (closed > 0) {
+      const codes: Record<string, number> = {}
+      for (const r of reports) for (const [code, n] of Object.entries(r.close_codes as Record<string, number> ?? {})) codes[code] = (codes[code] ?? 0) + n
+      notes.push(`${closed} connections closed by the server (close frames: ${Object.entries(codes).map(([c, n]) => `${c} x${n}`).join(', ') || 'none'})`)
+    }
     const redisShare = redisPid === null ? undefined : (r1 - r0) / CLK_TCK / wall
     if (redisShare !== undefined && received > 0) notes.push(`Redis ${fmtUs(((r1 - r0) / CLK_TCK) * 1e6 / received)} µs per delivery`)
     const genWait = (genWait1 - genWait0) / 1e9 / wall / gens.length
