@@ -461,13 +461,13 @@ class LeanFrames {
   }
 }
 
+/** How long a rooms report waits at most for the window's last deliveries. */
+const SETTLE_MAX_MS = 60_000
+
 /**
  * Many rooms, each publishing `--rate` messages a second whatever the replies (open loop): the
  * scale scenarios. Receivers parse every frame for the publish time the payload carries.
  */
-/** How long a rooms report waits at most for the window's last deliveries. */
-const SETTLE_MAX_MS = 60_000
-
 async function runRooms (): Promise<Conn[]> {
   const totalRooms = Number(opt.rooms)
   const members = Number(opt.members)
