@@ -227,7 +227,8 @@ const chatRoutes: FastifyPluginAsync<ChatOptions> = async (app, opts) => {
     const conn = registry.attach(socket, endpoint, { ...clientPeer(request), path: request.url, user: requestUser(request) })
     const log = request.log
     const direct = directSocket(socket, request)
-    const client = core.accept(socket, direct, conn, log, { clientId: conn.id, client: conn.peer, request })
+    conn.direct = direct
+    const client = core.accept(socket, conn, log, { clientId: conn.id, client: conn.peer, request })
     ;(socket as ChatWebSocket)[kChat] = { core, client }
     // Broadcasts written as pre-framed bytes pass the inspector's tap: while one watches this
     // client, they go through the socket's send like every other frame.

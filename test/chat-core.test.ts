@@ -94,7 +94,8 @@ function setup (overrides: Partial<Record<keyof typeof DEFAULT_LIMITS, number>> 
   const join = (direct?: FakeWire) => {
     const socket = new FakeSocket()
     const conn = registry.attach(socket, endpoint, { address: '127.0.0.1', port: 40000 + registry.connections.size, path: '/ws' })
-    const client = core.accept(socket, direct, conn, silent, null)
+    conn.direct = direct
+    const client = core.accept(socket, conn, silent, null)
     socket.take()
     return { socket, client }
   }

@@ -1,7 +1,7 @@
 // The chat core, framework-free: its clients, the lobby and rooms, the per-tick broadcast queue and
 // its flush, the token bucket, the slow-consumer drop, custom events, and the adapter that carries
 // messages and presence between instances. plugins/chat.ts only feeds it sockets and frames.
-import type { Connection, ConnectionRegistry, DirectWriter } from '../registry.js'
+import type { Connection, ConnectionRegistry } from '../registry.js'
 import type { ChatAdapter, ChatUser, Delivery, Member, Outgoing, PresenceEvent, StoredMessage } from './adapter.js'
 import {
   chatAck,
@@ -247,10 +247,9 @@ export class ChatCore<Context = unknown> {
   }
 
   /** A new connection: welcomes it, then lets it take part. */
-  accept (socket: ChatSocket, direct: DirectWriter | undefined, conn: Connection, log: ChatLogger, context: Context): ChatClient<Context> {
+  accept (socket: ChatSocket, conn: Connection, log: ChatLogger, context: Context): ChatClient<Context> {
     const { rateLimit, rateBurst, welcomeMessage, serverInfo } = this.settings
     const user = conn.user === undefined ? undefined : publicUser(conn.user)
-    conn.direct = direct
     const client: ChatClient<Context> = {
       socket,
       conn,

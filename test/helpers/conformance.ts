@@ -172,12 +172,6 @@ export const DEFLATE_IDS = SUITE.filter(c => c.needsDeflate).map(c => c.id)
  */
 export const DEFLATE_SAMPLE = DEFLATE_IDS.filter(id => ['1', '2', '11'].includes(id.split('.')[2]!))
 
-/** The cases of 12 and 13 the table holds for a client. */
-export function recordedDeflate (name: string): string[] {
-  const cases = referenceTable().clients[name]?.cases ?? {}
-  return DEFLATE_IDS.filter(id => cases[id] !== undefined)
-}
-
 /**
  * A text message, then a bad frame: whether a client echoes the text before it fails the
  * connection on the bad frame depends on its scheduling (OK or NON-STRICT; in Chromium a race
