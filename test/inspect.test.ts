@@ -184,7 +184,7 @@ t.test('the list holds at most maxListed connections and always says the total; 
   const { InspectorHub } = await import('../src/lab/inspector.js')
   const hub = new InspectorHub(app.echohub, { maxListed: 2, listInterval: 10 })
   const sent: string[] = []
-  const page = hub.attach({ readyState: 1, bufferedAmount: 0, send: (data: string) => { sent.push(data) } })
+  const page = hub.attach({ readyState: 1, bufferedAmount: 0, send: (data) => { sent.push(data.toString()) } })
   const first = JSON.parse(sent[0]!)
   t.same([first.type, first.total, first.connections.length], ['connections', 3, 2])
   await until(() => sent.length >= 3, 'the list to be sent again')
@@ -266,7 +266,8 @@ t.test('the list is built once per update for all inspectors, not once per inspe
   const hub = new InspectorHub(registry, { listInterval: 20 })
   const pages = Array.from({ length: 5 }, () => {
     const sent: string[] = []
-    return { sent, inspector: hub.attach({ readyState: 1, bufferedAmount: 0, send: (data: string) => { sent.push(data) } }) }
+    const raw: Array<string | Buffer> = []
+    return { sent, raw, inspector: hub.attach({ readyState: 1, bufferedAmount: 0, send: (data) => { raw.push(data); sent.push(data.toString()) } }) }
   })
   t.teardown(() => { for (const p of pages) hub.detach(p.inspector) })
   await until(() => pages.every((p) => p.sent.length >= 3), 'two more lists for every page')
@@ -278,4 +279,6 @@ t.test('the list is built once per update for all inspectors, not once per inspe
   const last = JSON.parse(pages[4]!.sent.at(-1)!)
   t.same(Object.keys(last), ['type', 'total', 'connections', 'watching', 'dropped'])
   t.same([last.total, last.connections.length, last.watching, last.dropped], [3, 3, null, 0])
+  // Encoded once: each page gets the list's UTF-8 bytes, not a string for ws to encode again.
+  t.ok(pages.every((p) => Buffer.isBuffer(p.raw.at(-1))), 'every page is sent bytes')
 })

@@ -12,7 +12,8 @@ import { FrameTap, type FrameEvent } from './tap.js'
 export interface InspectorSocket {
   readonly readyState: number
   readonly bufferedAmount: number
-  send: (data: string) => void
+  /** A text message: a string, or its UTF-8 bytes. */
+  send: (data: string | Buffer, options: { binary: false }) => void
 }
 
 export interface InspectorOptions {
@@ -28,6 +29,7 @@ export const INSPECTOR_MAX_BUFFERED = DEFAULT_LIMITS.inspectorMaxBuffered
 const LIST_INTERVAL = 1000
 const MAX_LISTED = 500
 const OPEN = 1
+const TEXT = { binary: false } as const
 
 /** What the hub counts an inspector's traffic on: its connection in the registry. */
 export interface InspectorCounter {
@@ -209,19 +211,26 @@ export class InspectorHub {
   }
 
   /**
-   * Sends the connection list to these inspectors. The list is built once for all of them (only
-   * its last two keys are each inspector's own), and not at all when every one of them is behind.
+   * Sends the connection list to these inspectors. The list is built and encoded once for all of
+   * them (only its last two keys are each inspector's own, appended as bytes: encoding a list of
+   * 500 connections again for each of 200 inspectors held the event loop for tens of ms a second),
+   * and not at all when every one of them is behind.
    */
   #sendLists (inspectors: Iterable<Inspector>): void {
-    let shared: string | undefined
+    let shared: Buffer | undefined
     for (const inspector of inspectors) {
       if (!this.#ready(inspector)) continue
-      shared ??= JSON.stringify({
+      shared ??= Buffer.from(JSON.stringify({
         type: 'connections',
         total: this.#registry.connections.size,
         connections: listConnections(this.#registry, this.#maxListed)
-      }).slice(0, -1)
-      this.#deliver(inspector, `${shared},"watching":${inspector.watching ?? null},"dropped":${inspector.dropped}}`)
+      }).slice(0, -1))
+      const own = `,"watching":${inspector.watching ?? null},"dropped":${inspector.dropped}}`
+      const json = Buffer.allocUnsafe(shared.length + own.length)
+      shared.copy(json, 0)
+      json.write(own, shared.length, 'latin1')
+      inspector.socket.send(json, TEXT)
+      inspector.counter?.sent(json.length)
     }
   }
 
@@ -244,7 +253,7 @@ export class InspectorHub {
   /** Sends to one inspector unless it is behind: then the event is lost, and counted. */
   #deliver (inspector: Inspector, json: string): void {
     if (!this.#ready(inspector)) return
-    inspector.socket.send(json)
+    inspector.socket.send(json, TEXT)
     inspector.counter?.sent(Buffer.byteLength(json))
   }
 }
