@@ -1,7 +1,7 @@
 // The clients of `npm run soak`, a process of its own pinned to the other core. Steady clients
 // exchange messages on every endpoint and check every reply; churn loops open and close
-// connections without pause (or, with `--churn-rate`, at that many a second together), in every
-// way a client can (a close frame, a dropped socket, mid-handshake, with device-lab controls). With `--attack`, hostile clients run beside them
+// connections without pause, in every way a client can (a close frame, a dropped socket, mid-
+// handshake, with device-lab controls). With `--attack`, hostile clients run beside them
 // (soak-attacks.ts). `/health` is polled by a process of its own (soak-health.ts).
 // Every 10 s it prints {"event":"tick",...}; when stdin closes it stops the churn and the
 // attackers, closes the steady clients properly and prints {"event":"done",...}.
@@ -17,7 +17,6 @@ const { values: opt } = parseArgs({
     'debug-port': { type: 'string' },
     'chat-port': { type: 'string' },
     churn: { type: 'string', default: '16' },
-    'churn-rate': { type: 'string', default: '0' },
     pace: { type: 'string', default: '20' },
     attack: { type: 'string', default: '' }
   }
@@ -213,19 +212,8 @@ const CHURN: Array<[string, () => Promise<void>]> = [
   }]
 ]
 
-/** The time between two connections of one churn loop; 0: none. */
-const churnGapMs = Number(opt['churn-rate']) > 0 ? 1000 * Number(opt.churn) / Number(opt['churn-rate']) : 0
-
 async function churnLoop (offset: number): Promise<void> {
-  // Spread over the gap, so the loops' connects do not arrive together.
-  let next = performance.now() + churnGapMs * offset / Number(opt.churn)
   for (let i = offset; !stopping; i++) {
-    if (churnGapMs > 0) {
-      const wait = next - performance.now()
-      if (wait > 0) await sleep(wait)
-      // A loop behind its schedule counts its gap from now: it never catches up in a burst.
-      next = Math.max(next, performance.now()) + churnGapMs
-    }
     const [kind, run] = CHURN[i % CHURN.length]!
     try {
       await run()

@@ -26,35 +26,21 @@ if (process.argv.includes('--delivery')) {
   process.exit(await runDeliverySoak(process.argv.slice(2).filter((a) => a !== '--delivery')))
 }
 
-/**
- * The churn's rate under attack, connections a second. Flat out, the churn loops alone keep
- * echohub's core busy (idle under 8 % with the attackers), and libuv accepts one connection per
- * turn of the event loop, so a `/health` poll waits one turn behind each of their queued
- * connects: the poll then measures how fast the churn's process runs (a faster echohub only
- * raised the churn and the worst poll with it). At this rate the churn is a heavy load, not a
- * flood: on the 2-core machine of docs/performance.md, about 60 % of what the process sustains
- * with every attack running.
- */
-const ATTACK_CHURN_RATE = 400
-
 const { values: opt } = parseArgs({
   options: {
     minutes: { type: 'string', default: '10' },
     warmup: { type: 'string' },
     churn: { type: 'string', default: '16' },
-    'churn-rate': { type: 'string' },
     attack: { type: 'boolean', default: false },
     attacks: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false }
   }
 })
 if (opt.help) {
-  console.log(`usage: npm run soak -- [--minutes 10] [--warmup SECONDS] [--churn 16] [--churn-rate N]
+  console.log(`usage: npm run soak -- [--minutes 10] [--warmup SECONDS] [--churn 16]
   --minutes    how long the churn runs (default 10)
   --warmup     seconds before the reference reading (default: 60, or a fifth of a shorter run)
   --churn      concurrent churn loops (default 16)
-  --churn-rate connections a second the loops open together, 0 for as fast as they can
-               (default 0; ${ATTACK_CHURN_RATE} with --attack or --attacks)
   --attack     hostile clients beside the churn: all seven attacks
   --attacks    only these attacks, comma-separated: freeze, history, inspectors, slow-headers,
                bursts, foreign-admin, ping-flood`)
@@ -130,7 +116,6 @@ interface ClientCounts {
   attacks?: Record<string, AttackCounts>
 }
 const attack = opt.attacks ?? (opt.attack ? 'all' : '')
-const churnRate = opt['churn-rate'] !== undefined ? Number(opt['churn-rate']) : attack === '' ? 0 : ATTACK_CHURN_RATE
 /** The slowest /health answer the soak accepts, on any port. */
 const HEALTH_MS = 200
 
@@ -208,7 +193,7 @@ function line (r: Reading): string {
     `registry ${r.registry}  loop p99 ${fmt(r.loopP99, 1)} ms (max ${fmt(r.loopMax, 0)})  opened ${r.opened}  checked ${r.checked}  problems ${r.problems}`
 }
 
-console.log(`echohub soak: ${minutes} min of churn (${opt.churn} loops, ${churnRate > 0 ? `${churnRate} connections a second` : 'as fast as they go'}), warm-up ${warmupMs / 1000} s, a reading every ${SAMPLE_MS / 1000} s; ` +
+console.log(`echohub soak: ${minutes} min of churn (${opt.churn} loops), warm-up ${warmupMs / 1000} s, a reading every ${SAMPLE_MS / 1000} s; ` +
   `node ${process.version}; ${pinning.ok ? 'echohub on core 0, clients on core 1' : `NOT pinned (${pinning.why})`}` +
   `${gc === undefined ? '; WARNING: no --expose-gc, the reading after the clients left is taken without a forced GC' : ''}`)
 console.log(`ports: echo ${port('echo')}, echo-debug ${port('echo-debug')}, chat ${port('chat')}`)
@@ -221,7 +206,7 @@ const polled = new Promise<HealthFigures | null>((resolve) => {
   poller.on('exit', () => resolve(null))
 })
 const child: ChildProcess = startPinned(1, 'soak-clients.js', ['--echo-port', String(port('echo')), '--debug-port', String(port('echo-debug')),
-  '--chat-port', String(port('chat')), '--churn', String(opt.churn), '--churn-rate', String(churnRate), ...(attack === '' ? [] : ['--attack', attack])], { stdio: ['pipe', 'pipe', 'inherit'] })
+  '--chat-port', String(port('chat')), '--churn', String(opt.churn), ...(attack === '' ? [] : ['--attack', attack])], { stdio: ['pipe', 'pipe', 'inherit'] })
 const done = new Promise<ClientCounts | null>((resolve) => {
   readJsonLines(child.stdout!, (msg) => {
     if (msg.event === 'tick') latest = msg as unknown as ClientCounts
