@@ -175,20 +175,16 @@ function accept (endpoint: EchoEndpoint, ws: WebSocket, request: FastifyRequest,
   const socket = ws as EchoSocket
   const controls = requestControls.get(request.raw)
   const log = request.log
-  // Small replies are written pre-framed to the TCP socket, with no extension negotiated; compressed ones are ws's to write.
-  const direct = socket.extensions === '' ? directSocket(socket, request) : undefined
   const lab = controls === undefined
     ? undefined
-    : new LabSession({ socket, conn, registry, controls, raw, highWater: ECHO_HIGH_WATER, maxOutput: settings.labMaxOutput, tcp: request.raw.socket, direct, log })
+    : new LabSession({ socket, conn, registry, controls, raw, highWater: ECHO_HIGH_WATER, maxOutput: settings.labMaxOutput, tcp: request.raw.socket, log })
+  // Compressed replies are ws's to write, and a lab session writes its own.
+  const direct = lab === undefined && socket.extensions === '' ? directSocket(socket, request) : undefined
   socket[kEcho] = { endpoint, conn, log, raw, lab }
-  // A lab session writes its own frames.
-  conn.direct = lab === undefined ? direct : undefined
+  // Small replies are written pre-framed to the TCP socket, with no extension negotiated.
+  conn.direct = direct
   // An inspector sees frames through ws's send: while one watches, replies go that way.
-  if (direct !== undefined) {
-    onWatched(socket, lab === undefined
-      ? (watched) => { conn.direct = watched ? undefined : direct }
-      : (watched) => { lab.watched = watched })
-  }
+  if (direct !== undefined) onWatched(socket, (watched) => { conn.direct = watched ? undefined : direct })
   log.info({ client: conn.peer, ...(user === undefined ? {} : { user: user.id }), connections: registry.connections.size, path: redactToken(request.url) }, 'client connected')
   // Echo text is echoed, so an echo client cannot refresh in-band: it reconnects with a new token.
   if (user?.expiresAt !== undefined) conn.expireAt(user.expiresAt, () => expire(socket))

@@ -70,7 +70,7 @@ export function directSocket (socket: WebSocket, request: FastifyRequest): Direc
   const params = ws._extensions['permessage-deflate']?.params
   if (params?.server_no_context_takeover !== true || (params.server_max_window_bits ?? 15) < DEFLATE_WINDOW_BITS) return undefined
   const sender = ws._sender
-  return { write: (data, cb) => tcp.write(data, cb), deflate: { idle: () => sender._state === SENDER_IDLE } }
+  return { write: (data) => tcp.write(data), deflate: { idle: () => sender._state === SENDER_IDLE } }
 }
 
 /**

@@ -42,8 +42,7 @@ const PING_FRAME = Buffer.from([0x89, 0x00])
 
 /** Where pre-framed bytes may be written straight through (the TCP socket under the WebSocket). */
 export interface DirectWriter {
-  /** Writes whole frames; `cb` once they are handed to the kernel, as a socket's `write`. */
-  write: (data: Buffer, cb?: (err?: Error | null) => void) => boolean
+  write: (data: Buffer) => boolean
   /**
    * Set when the client negotiated permessage-deflate (each message compressed on its own): it
    * gets messages from the threshold up deflated, and only while `idle()` says the socket's own

@@ -190,34 +190,6 @@ t.test('an operator\'s send to a lab connection waits for the fragmented reply i
   t.same([sent.opcode, sent.fin, sent.payload.toString()], [0x1, true, 'from the operator'], 'then the operator\'s message, whole')
 })
 
-t.test('without an extension a batch of fragments is framed by echohub and written at once, not a write per frame', async (t) => {
-  const { app, port } = await echoServer(t)
-  const reader = await rawClient(t, port, '/raw?fragment=1&repeat=2')
-  const tcp = (serverSockets(app)[0] as unknown as { _socket: { write: (...args: unknown[]) => boolean } })._socket
-  let writes = 0
-  const write = tcp.write
-  tcp.write = function (this: unknown, ...args: unknown[]) {
-    writes++
-    return write.apply(this, args)
-  }
-  const message = Buffer.from(Array.from({ length: 2000 }, (_, i) => i & 0xff))
-  reader.send(message)
-  for (let copy = 0; copy < 2; copy++) {
-    const parts: Buffer[] = []
-    for (;;) {
-      const f = await reader.next()
-      if (f.opcode !== (parts.length === 0 ? BINARY : CONTINUATION) || f.payload.length !== 1) {
-        t.fail(`copy ${copy}, frame ${parts.length}: opcode ${f.opcode}, ${f.payload.length} bytes`)
-        return
-      }
-      parts.push(f.payload)
-      if (f.fin) break
-    }
-    t.ok(parts.length === 2000 && Buffer.concat(parts).equals(message), `copy ${copy}: 2000 one-byte frames joining to the message`)
-  }
-  t.ok(writes <= 4, `4000 frames in ${writes} writes to the TCP socket`)
-})
-
 t.test('pushes are whole messages whatever fragment says, and at most one waits for a client that does not read', async (t) => {
   const { app, port } = await echoServer(t)
   const reader = await rawClient(t, port, '/raw?fragment=2&push=10')

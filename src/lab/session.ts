@@ -7,14 +7,10 @@
 // the last one has been handed to the kernel. Batches of all sessions run from one scheduler, at
 // most TURN_MS of them per turn of the event loop, so no control, however large its product
 // (`fragment=1&repeat=100` on a 1 MiB message, a burst of a million frames), and no number of
-// such connections queues more than a window ahead of a client or holds the event loop. Without
-// an extension a batch's frames are framed here, into one buffer, and written to the TCP socket
-// in one call: a batch of 1-byte fragments through ws's send cost about a microsecond a frame,
-// which let one message of `fragment=1` keep a core busy for seconds.
+// such connections queues more than a window ahead of a client or holds the event loop.
 import type { WebSocket } from 'ws'
-import type { Connection, ConnectionRegistry, DirectWriter } from '../registry.js'
+import type { Connection, ConnectionRegistry } from '../registry.js'
 import { isoNow } from '../format.js'
-import { headerLength, writeHeader } from '../transport/frames.js'
 import { DEFAULT_BURST_SIZE, type Controls } from './controls.js'
 
 export interface LabLogger {
@@ -37,11 +33,6 @@ export interface LabSessionOptions {
    * rather than one system call each (a batch of 1-byte fragments is a thousand frames).
    */
   tcp?: { cork: () => void, uncork: () => void } | undefined
-  /**
-   * Where the session may write frames it built itself (a connection without extensions), else
-   * every frame goes through ws's send. Not used while an inspector watches (`watched`).
-   */
-  direct?: DirectWriter | undefined
   log: LabLogger
 }
 
@@ -67,11 +58,6 @@ interface Outgoing {
   spent: number
   /** What follows once the message is on its way: close (the lab's close_after) or drop (drop_after). */
   then: 'close' | 'drop' | undefined
-  /**
-   * The copy in progress is framed by the session (set with its first frame): its fragments go
-   * out the same way to its last, since ws's send keeps a fragmented message's state of its own.
-   */
-  direct: boolean
 }
 
 const OPEN = 1 // WebSocket.OPEN
@@ -81,12 +67,6 @@ export const OUTPUT_WINDOW = 64 * 1024
 const FRAME_COST = 64
 /** Frames in one batch at most, so a batch of tiny fragments stays short too. */
 const BATCH_FRAMES = 256
-/** The same for a batch framed by the session: a frame costs it about as much as a few bytes' copy. */
-const DIRECT_BATCH_FRAMES = 4096
-/** Payloads up to this size are copied into the batch's buffer; a larger one is written as it is. */
-const COPY_MAX = 4096
-/** Payloads up to this size are copied byte by byte. */
-const SMALL_COPY = 16
 /**
  * The time all sessions' batches may take in one turn of the event loop; the rest wait for the
  * next. Short, since a turn is also what new connections wait on: libuv accepts one connection per
@@ -117,7 +97,7 @@ export function sendMessage (socket: WebSocket, data: Buffer | string, isBinary:
 
 /** Bytes a server frame with this payload takes on the wire (unmasked header plus payload). */
 function wireBytes (payload: number): number {
-  return payload + headerLength(payload)
+  return payload + (payload < 126 ? 2 : payload < 65536 ? 4 : 10)
 }
 
 export class LabSession {
@@ -136,14 +116,6 @@ export class LabSession {
   readonly #maxOutput: number
   readonly #log: LabLogger
   readonly #tcp: { cork: () => void, uncork: () => void } | undefined
-  readonly #direct: DirectWriter | undefined
-  /** An inspector watches: its tap sees frames in ws's send, so every new copy goes that way. */
-  watched = false
-  /** The frames of the batch being built that the session frames itself: first byte, and payload as a slice of `#sources`. */
-  readonly #heads: number[] = []
-  readonly #sources: Buffer[] = []
-  readonly #starts: number[] = []
-  readonly #ends: number[] = []
   readonly #delay: number
   readonly #jitter: number
   readonly #repeat: number
@@ -192,7 +164,6 @@ export class LabSession {
     this.#highWater = options.highWater
     this.#maxOutput = options.maxOutput
     this.#tcp = options.tcp
-    this.#direct = options.direct
     this.#log = options.log
     this.#delay = this.controls.delay ?? 0
     this.#jitter = this.controls.jitter ?? 0
@@ -274,7 +245,7 @@ export class LabSession {
   /** One whole message from outside the echo (an operator's send), queued after what waits. */
   send (data: Buffer, isBinary: boolean): void {
     if (this.#stopped) return
-    this.#enqueue({ data, isBinary, copiesLeft: 0, offset: 0, reply: false, count: false, spent: 0, then: undefined, direct: false })
+    this.#enqueue({ data, isBinary, copiesLeft: 0, offset: 0, reply: false, count: false, spent: 0, then: undefined })
   }
 
   #arm (): void {
@@ -307,7 +278,7 @@ export class LabSession {
     const closing = closeAfter !== undefined && replies >= closeAfter
     const dropping = !closing && dropAfter !== undefined && replies >= dropAfter
     if (closing || dropping) this.#end()
-    this.#enqueue({ data, isBinary, copiesLeft: this.#repeat - 1, offset: 0, reply: true, count: true, spent: 0, then: closing ? 'close' : dropping ? 'drop' : undefined, direct: false })
+    this.#enqueue({ data, isBinary, copiesLeft: this.#repeat - 1, offset: 0, reply: true, count: true, spent: 0, then: closing ? 'close' : dropping ? 'drop' : undefined })
   }
 
   /** No reply is taken any more; replies already queued for output still go out. */
@@ -375,49 +346,32 @@ export class LabSession {
 
   #batch (): void {
     const socket = this.#socket
-    // New copies and burst frames are framed here unless there is no writer for it or an inspector watches.
-    const framing = this.#direct !== undefined && !this.watched
     let room = OUTPUT_WINDOW
-    let frames = framing ? DIRECT_BATCH_FRAMES : BATCH_FRAMES
+    let frames = BATCH_FRAMES
     let written = 0
     for (;;) {
       if (socket.readyState !== OPEN) return
       const message = this.#out[this.#head]
-      /** The frame's payload: `source` from `start` to `end`. */
-      let source: Buffer
-      let start: number
-      let end: number
-      let binary: boolean
-      let fin: boolean
-      /** The frame's opcode is a continuation's. */
-      let continuation = false
-      let direct: boolean
+      let data: Buffer
+      let options: { binary: boolean, fin: boolean }
       let done = false
       if (message !== undefined) {
         const { offset } = message
-        source = message.data
-        const size = source.length
+        const size = message.data.length
         // Only replies are fragmented: a push or an operator's send goes whole, as without the lab.
-        start = offset
-        end = message.reply ? Math.min(offset + this.#fragment, size) : size
-        fin = end === size
+        const end = message.reply ? Math.min(offset + this.#fragment, size) : size
+        const fin = end === size
+        data = offset === 0 && fin ? message.data : message.data.subarray(offset, end)
         if (message.reply) {
-          const wire = wireBytes(end - start)
+          const wire = wireBytes(data.length)
           if (message.spent + wire > this.#maxOutput) {
-            this.#flush()
             this.#overBudget(message.spent + wire)
             return
           }
           message.spent += wire
         }
-        if (offset === 0) {
-          message.direct = framing
-          if (message.count) this.#conn.sent(size)
-        } else {
-          continuation = true
-        }
-        direct = message.direct
-        binary = message.isBinary
+        if (offset === 0 && message.count) this.#conn.sent(size)
+        options = message.isBinary ? (fin ? BINARY_FIN : BINARY_PART) : (fin ? TEXT_FIN : TEXT_PART)
         if (!fin) {
           message.offset = end
         } else if (message.copiesLeft > 0) {
@@ -427,37 +381,24 @@ export class LabSession {
           done = true
         }
       } else if (this.#burstLeft > 0 && this.#burstFrame !== undefined && !this.#ending) {
-        source = this.#burstFrame
-        start = 0
-        end = source.length
-        binary = this.controls.burst_binary === 1
-        fin = true
-        direct = framing
-        this.#conn.sent(end)
+        data = this.#burstFrame
+        options = this.controls.burst_binary === 1 ? BINARY_FIN : TEXT_FIN
+        this.#conn.sent(data.length)
         if (--this.#burstLeft === 0) this.#burstFrame = undefined
       } else {
         break
       }
-      const length = end - start
-      room -= length + (direct ? headerLength(length) : FRAME_COST)
+      room -= data.length + FRAME_COST
       frames--
-      written += wireBytes(length)
+      written += wireBytes(data.length)
       const last = done && message!.then !== undefined
       // The batch ends with this frame when the window is full, nothing follows, or a drop must wait for it.
       const more = !done || this.#head + 1 < this.#out.length || (this.#burstLeft > 0 && !this.#ending)
-      const ends = room <= 0 || frames === 0 || !more || last
-      const callback = !ends ? undefined : last && message!.then === 'drop' ? this.#dropAfter : this.#afterBatch
-      if (ends) this.#writing = true
-      if (direct) {
-        this.#heads.push((fin ? FIN : 0) | (continuation ? CONTINUATION : binary ? BINARY : TEXT))
-        this.#sources.push(source)
-        this.#starts.push(start)
-        this.#ends.push(end)
-        if (ends) this.#flush(callback)
+      if (room <= 0 || frames === 0 || !more || last) {
+        this.#writing = true
+        socket.send(data, options, last && message!.then === 'drop' ? this.#dropAfter : this.#afterBatch)
       } else {
-        // ws's frames follow the ones framed here, in order.
-        this.#flush()
-        socket.send(length === source.length ? source : source.subarray(start, end), binary ? (fin ? BINARY_FIN : BINARY_PART) : (fin ? TEXT_FIN : TEXT_PART), callback)
+        socket.send(data, options)
       }
       if (done) this.#shift(message!)
       if (last) {
@@ -469,48 +410,7 @@ export class LabSession {
       }
       if (this.#writing) break
     }
-    this.#flush()
     this.#pausedWhileWaiting(written)
-  }
-
-  /**
-   * Writes the frames framed so far in this batch: headers and small payloads copied into one
-   * buffer, a larger payload written as it is; `cb` once the last is handed to the kernel.
-   */
-  #flush (cb?: (err?: Error | null) => void): void {
-    const heads = this.#heads
-    const count = heads.length
-    if (count === 0) return
-    const sources = this.#sources
-    const starts = this.#starts
-    const ends = this.#ends
-    const direct = this.#direct!
-    let size = 0
-    for (let i = 0; i < count; i++) {
-      const length = ends[i]! - starts[i]!
-      size += headerLength(length) + (length <= COPY_MAX ? length : 0)
-    }
-    const buffer = Buffer.allocUnsafe(size)
-    let at = 0
-    let from = 0
-    for (let i = 0; i < count; i++) {
-      const source = sources[i]!
-      const start = starts[i]!
-      const end = ends[i]!
-      at = writeHeader(buffer, at, heads[i]!, end - start)
-      if (end - start <= SMALL_COPY) {
-        // A call to copy costs more than a few bytes copied one by one.
-        for (let j = start; j < end; j++) buffer[at++] = source[j]!
-      } else if (end - start <= COPY_MAX) {
-        at += source.copy(buffer, at, start, end)
-      } else {
-        direct.write(buffer.subarray(from, at))
-        direct.write(start === 0 && end === source.length ? source : source.subarray(start, end), i === count - 1 ? cb : undefined)
-        from = at
-      }
-    }
-    if (from < at) direct.write(buffer.subarray(from, at), cb)
-    heads.length = sources.length = starts.length = ends.length = 0
   }
 
   readonly #dropAfter = (err?: Error | null): void => {
@@ -581,7 +481,7 @@ export class LabSession {
     if (this.#lastPush !== undefined) return
     const seq = ++this.#pushSeq
     const text = this.#raw ? `push ${seq}` : `{"type":"push","seq":${seq},"timestamp":"${isoNow()}"}`
-    const push: Outgoing = { data: Buffer.from(text), isBinary: false, copiesLeft: 0, offset: 0, reply: false, count: true, spent: 0, then: undefined, direct: false }
+    const push: Outgoing = { data: Buffer.from(text), isBinary: false, copiesLeft: 0, offset: 0, reply: false, count: true, spent: 0, then: undefined }
     this.#lastPush = push
     this.#enqueue(push)
   }
@@ -600,12 +500,6 @@ export class LabSession {
     this.#conn.ping()
   }
 }
-
-/** A frame's first byte: FIN and the opcodes. */
-const FIN = 0x80
-const CONTINUATION = 0x0
-const TEXT = 0x1
-const BINARY = 0x2
 
 const TEXT_FIN = { binary: false, fin: true } as const
 const TEXT_PART = { binary: false, fin: false } as const
